@@ -1,0 +1,20 @@
+"""The resource-server side of OAuth 2.0: local validation of JWT access tokens."""
+
+from icrs_shared.auth.caller import Caller
+from icrs_shared.auth.dependencies import AccessTokenValidator, bearer_scheme, require_scopes
+from icrs_shared.auth.errors import InsufficientScope, InvalidToken, MissingToken
+from icrs_shared.auth.jwks import JWKSCache, JWKSUnavailable
+from icrs_shared.auth.tokens import TokenValidator
+
+__all__ = [
+    "AccessTokenValidator",
+    "Caller",
+    "InsufficientScope",
+    "InvalidToken",
+    "JWKSCache",
+    "JWKSUnavailable",
+    "MissingToken",
+    "TokenValidator",
+    "bearer_scheme",
+    "require_scopes",
+]

@@ -1,0 +1,343 @@
+"""RabbitBus: the bus on RabbitMQ with aio-pika.
+
+Topology (names prefixed by the namespace, empty in production):
+- `icrs.events`: durable topic exchange every service publishes to;
+- `icrs.<service>.<consumer>`: one durable quorum queue per consumer, bound with the
+  consumer's patterns, with an explicit `x-delivery-limit` and at-least-once
+  dead-lettering to the service's dead-letter exchange;
+- `icrs.<service>.dlx` (fanout) -> `icrs.<service>.parking`: what a service gave up on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import ChannelInvalidStateError
+from pydantic import ValidationError
+
+from ..events import Envelope
+from ..telemetry import consume_span, publish_span
+from .base import BusUnavailable, Handler, Parked, PublishError, Subscription
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/cloudevents+json"
+_ACK_ERRORS = (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError)
+
+
+class RabbitBus:
+    def __init__(
+        self,
+        url: str,
+        *,
+        exchange: str = "icrs.events",
+        namespace: str = "",
+        prefetch: int = 200,
+        delivery_limit: int = 5,
+        concurrency: int = 32,
+        publish_timeout: float = 15.0,
+        connection_name: str = "icrs",
+    ) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.exchange_name = namespace + exchange
+        self.prefetch = prefetch
+        self.delivery_limit = delivery_limit
+        self.concurrency = concurrency
+        self.publish_timeout = publish_timeout
+        self.connection_name = connection_name
+        self._conn: AbstractRobustConnection | None = None
+        self._pub_channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._subs: list[Subscription] = []
+        self._consuming: set[tuple[str, str]] = set()
+        self._connected = asyncio.Event()
+        self._connector: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # names -----------------------------------------------------------------
+
+    def queue_name(self, service: str, consumer: str) -> str:
+        return f"{self.namespace}icrs.{service}.{consumer}"
+
+    def dlx_name(self, service: str) -> str:
+        return f"{self.namespace}icrs.{service}.dlx"
+
+    def parking_name(self, service: str) -> str:
+        return f"{self.namespace}icrs.{service}.parking"
+
+    # lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, or keep trying in the background while the broker is away."""
+        self._closing = False
+        try:
+            await self._connect()
+        except Exception as exc:
+            log.warning(
+                "broker unreachable; retrying in the background",
+                extra={"error_type": type(exc).__name__},
+            )
+            self._connector = asyncio.create_task(self._keep_connecting(), name="bus:connect")
+
+    async def _keep_connecting(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except Exception as exc:
+                delay = min(delay * 2, 10.0)
+                log.debug("broker still unreachable", extra={"error_type": type(exc).__name__})
+            else:
+                log.info("connected to the broker")
+                return
+
+    async def _connect(self) -> None:
+        conn = await aio_pika.connect_robust(
+            self.url,
+            reconnect_interval=1,
+            client_properties={"connection_name": self.connection_name},
+        )
+        try:
+            channel = await conn.channel(publisher_confirms=True)
+            self._exchange = await channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        except Exception:
+            await conn.close()
+            raise
+        self._conn, self._pub_channel = conn, channel
+        self._connected.set()
+        for sub in list(self._subs):
+            await self._consume(sub)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._connector is not None:
+            self._connector.cancel()
+            await asyncio.gather(self._connector, return_exceptions=True)
+        self._connected.clear()
+        if self._conn is not None:
+            await self._conn.close()
+        self._conn = self._pub_channel = self._exchange = None
+        self._consuming.clear()
+
+    async def ready(self) -> bool:
+        conn = self._conn
+        return conn is not None and not conn.is_closed and conn.connected.is_set()
+
+    # publishing ------------------------------------------------------------
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        exchange = self._exchange
+        if exchange is None or not await self.ready():
+            raise BusUnavailable("not connected to the broker")
+        confirmed: set[str] = set()
+
+        async def one(env: Envelope) -> None:
+            with publish_span(env.type, str(env.id), env.traceparent):
+                message = aio_pika.Message(
+                    env.to_json(),
+                    content_type=CONTENT_TYPE,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=str(env.id),
+                    type=env.type,
+                    timestamp=env.time,
+                    app_id=env.source,
+                )
+                await exchange.publish(
+                    message, env.routing_key, mandatory=False, timeout=self.publish_timeout
+                )
+            confirmed.add(str(env.id))
+
+        results = await asyncio.gather(*(one(e) for e in envelopes), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            first = failures[0]
+            raise PublishError(
+                f"{len(failures)} of {len(envelopes)} not confirmed ({type(first).__name__})",
+                frozenset(confirmed),
+            ) from first
+
+    # consuming -------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        service: str,
+        consumer: str,
+        bindings: Sequence[str],
+        handler: Handler,
+        *,
+        delivery_limit: int | None = None,
+    ) -> None:
+        if any(s.service == service and s.consumer == consumer for s in self._subs):
+            raise ValueError(f"consumer {service}.{consumer} is already subscribed")
+        sub = Subscription(
+            service, consumer, tuple(bindings), handler, delivery_limit or self.delivery_limit
+        )
+        self._subs.append(sub)
+        if self._conn is not None and self._connected.is_set():
+            await self._consume(sub)
+
+    async def _declare(self, channel: AbstractChannel, sub: Subscription) -> Any:
+        dlx = await channel.declare_exchange(
+            self.dlx_name(sub.service), aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        parking = await channel.declare_queue(
+            self.parking_name(sub.service), durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await parking.bind(dlx)
+        queue = await channel.declare_queue(
+            self.queue_name(sub.service, sub.consumer),
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": sub.delivery_limit,
+                "x-dead-letter-exchange": self.dlx_name(sub.service),
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+        exchange = await channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        for pattern in sub.bindings:
+            await queue.bind(exchange, routing_key=pattern)
+        return queue
+
+    async def _consume(self, sub: Subscription) -> None:
+        key = (sub.service, sub.consumer)
+        if key in self._consuming or self._conn is None:
+            return
+        channel = await self._conn.channel()
+        await channel.set_qos(prefetch_count=self.prefetch)
+        queue = await self._declare(channel, sub)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            async with limit:
+                await self._deliver(sub, message)
+
+        await queue.consume(on_message)
+        self._consuming.add(key)
+
+    async def _deliver(self, sub: Subscription, message: AbstractIncomingMessage) -> None:
+        name = f"{sub.service}.{sub.consumer}"
+        try:
+            env = Envelope.from_json(message.body)
+        except ValidationError:
+            log.error("unreadable message rejected to parking", extra={"consumer": name})
+            await _settle(message.reject(requeue=False), name)
+            return
+        deliveries = _delivery_count(message) + 1
+        try:
+            with consume_span(sub.consumer, env.type, str(env.id), env.traceparent):
+                await sub.handler(env)
+        except Exception as exc:
+            log.warning(
+                "handler failed; returning the message",
+                extra={
+                    "consumer": name,
+                    "event_id": str(env.id),
+                    "event_type": env.type,
+                    "delivery": deliveries,
+                    "error_type": type(exc).__name__,
+                },
+            )
+            # A short pause keeps a failing handler from spinning through its limit.
+            await asyncio.sleep(min(0.05 * 2**deliveries, 2.0))
+            await _settle(message.nack(requeue=True), name)
+            return
+        await _settle(message.ack(), name)
+
+    # operations ------------------------------------------------------------
+
+    async def parked(self, service: str) -> list[Parked]:
+        if self._conn is None:
+            raise BusUnavailable("not connected to the broker")
+        out: list[Parked] = []
+        async with self._conn.channel() as channel:
+            queue = await channel.declare_queue(
+                self.parking_name(service), durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            held: list[AbstractIncomingMessage] = []
+            while True:
+                msg = await queue.get(no_ack=False, fail=False)
+                if msg is None:
+                    break
+                held.append(msg)
+                out.append(_parked(msg))
+            for msg in held:
+                await msg.nack(requeue=True)
+        return out
+
+    async def delete_topology(self, services: Sequence[str] | None = None) -> None:
+        """Remove this bus's queues and exchanges (tests, with a namespace)."""
+        if self._conn is None:
+            return
+        if services is None:
+            services = sorted({s.service for s in self._subs})
+        async with self._conn.channel() as channel:
+            for sub in self._subs:
+                await channel.queue_delete(self.queue_name(sub.service, sub.consumer))
+            for service in services:
+                await channel.queue_delete(self.parking_name(service))
+                await channel.exchange_delete(self.dlx_name(service))
+            await channel.exchange_delete(self.exchange_name)
+
+
+async def _settle(op: Any, consumer: str) -> None:
+    # A delivery from a channel that died cannot be acked: its tag means nothing on the
+    # reopened channel. The broker redelivers it; the inbox makes that harmless.
+    try:
+        await op
+    except _ACK_ERRORS as exc:
+        log.warning(
+            "delivery not settled: its channel is gone; the broker will redeliver it",
+            extra={"consumer": consumer, "error_type": type(exc).__name__},
+        )
+
+
+def _delivery_count(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get("x-delivery-count", 0)
+    return int(value) if isinstance(value, int | str) else 0
+
+
+def _parked(msg: AbstractIncomingMessage) -> Parked:
+    headers = msg.headers or {}
+    queue = str(headers.get("x-first-death-queue", ""))
+    reason = str(headers.get("x-first-death-reason", "unknown"))
+    deliveries = _delivery_count(msg)
+    event_id = msg.message_id
+    return Parked(
+        consumer=queue.rsplit(".", 1)[-1] if queue else "",
+        reason=reason,
+        deliveries=deliveries,
+        body=msg.body,
+        parked_at=_death_time(headers),
+        event_id=event_id,
+        event_type=msg.type,
+        extra={"queue": queue},
+    )
+
+
+def _death_time(headers: Any) -> datetime | None:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        when = deaths[0].get("time")
+        if isinstance(when, datetime):
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return None

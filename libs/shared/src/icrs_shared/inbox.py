@@ -1,0 +1,53 @@
+"""The inbox: a consumer records each event id in the transaction of its effect, so a
+redelivered event has no second effect. The bus acks only after that commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Table, delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .bus import Handler
+from .db import Database
+from .events import Envelope
+
+TransactionalHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+
+
+class Inbox:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    async def claim(self, session: AsyncSession, consumer: str, event_id: uuid.UUID) -> bool:
+        """Record the event for `consumer`; False when it was already processed.
+
+        On PostgreSQL a concurrent second delivery waits on the first one's row lock
+        and then finds it, so two deliveries in flight still have one effect.
+        """
+        values = {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)}
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(self.table).values(**values).on_conflict_do_nothing()
+        result = await session.execute(stmt)
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def forget_before(self, session: AsyncSession, age: timedelta) -> None:
+        cutoff = datetime.now(UTC) - age
+        await session.execute(delete(self.table).where(self.table.c.processed_at < cutoff))
+
+
+def once_per_event(
+    db: Database, inbox: Inbox, consumer: str, handler: TransactionalHandler
+) -> Handler:
+    """A bus handler that runs `handler` at most once per event id, in one transaction."""
+
+    async def handle(envelope: Envelope) -> None:
+        async with db.transaction() as session:
+            if await inbox.claim(session, consumer, envelope.id):
+                await handler(session, envelope)
+
+    return handle

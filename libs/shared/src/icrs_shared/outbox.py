@@ -1,0 +1,243 @@
+"""The transactional outbox: events are written with the state change that caused them,
+and a relay publishes them with confirms, in batches, after commit.
+
+Several replicas may relay from one PostgreSQL database: each claims its batch with
+`FOR UPDATE SKIP LOCKED`. On SQLite (one process) the batch is read, published and
+marked in short transactions so that no write lock is held while publishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, event, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from .bus import Bus, BusUnavailable, PublishError
+from .db import Database
+from .events import Envelope, EventData, EventRegistry
+from .telemetry import current_traceparent
+
+log = logging.getLogger(__name__)
+
+_PENDING_KEY = "icrs.outbox.pending"
+
+
+class Outbox:
+    """Writes events into the caller's transaction."""
+
+    def __init__(self, table: Table, *, service: str, registry: EventRegistry) -> None:
+        self.table = table
+        self.source = f"/icrs/{service}"
+        self.registry = registry
+
+    def envelope(
+        self,
+        event_type: str,
+        data: EventData,
+        *,
+        subject: str | uuid.UUID | None = None,
+        actor: str | None = None,
+        actororg: str | uuid.UUID | None = None,
+    ) -> Envelope:
+        expected = self.registry[event_type].data
+        if not isinstance(data, expected):
+            raise TypeError(f"{event_type} carries {expected.__name__}, not {type(data).__name__}")
+        return Envelope(
+            source=self.source,
+            type=event_type,
+            subject=str(subject) if subject is not None else None,
+            data=data.model_dump(mode="json"),
+            actor=actor,
+            actororg=str(actororg) if actororg is not None else None,
+            traceparent=current_traceparent(),
+        )
+
+    async def add(self, session: AsyncSession, *envelopes: Envelope) -> None:
+        if not envelopes:
+            return
+        now = datetime.now(UTC)
+        await session.execute(
+            self.table.insert(),
+            [
+                {
+                    "event_id": env.id,
+                    "event_type": env.type,
+                    "body": env.to_json(),
+                    "created_at": now,
+                    "attempts": 0,
+                }
+                for env in envelopes
+            ],
+        )
+        session.sync_session.info[_PENDING_KEY] = True
+
+    async def emit(
+        self,
+        session: AsyncSession,
+        event_type: str,
+        data: EventData,
+        *,
+        subject: str | uuid.UUID | None = None,
+        actor: str | None = None,
+        actororg: str | uuid.UUID | None = None,
+    ) -> Envelope:
+        env = self.envelope(event_type, data, subject=subject, actor=actor, actororg=actororg)
+        await self.add(session, env)
+        return env
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows; wakes on commit, polls otherwise."""
+
+    def __init__(
+        self,
+        db: Database,
+        table: Table,
+        bus: Bus,
+        *,
+        batch_size: int = 200,
+        poll_interval: float = 0.5,
+        retention: timedelta = timedelta(days=7),
+        name: str = "outbox",
+    ) -> None:
+        self.db, self.table, self.bus = db, table, bus
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self.name = name
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_cleanup = datetime.min.replace(tzinfo=UTC)
+        self._listener_target = db.session_class
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop(_PENDING_KEY, False):
+            self._wake.set()
+
+    async def start(self) -> None:
+        event.listen(self._listener_target, "after_commit", self._after_commit)
+        self._task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
+
+    async def stop(self) -> None:
+        event.remove(self._listener_target, "after_commit", self._after_commit)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            try:
+                sent = await self.relay_once()
+                backoff = 0.0
+            except (BusUnavailable, PublishError) as exc:
+                backoff = min(max(backoff * 2, 0.5), 10.0)
+                log.warning(
+                    "outbox events wait: the bus did not confirm them",
+                    extra={"relay": self.name, "error_type": type(exc).__name__},
+                )
+                sent = 0
+            except Exception as exc:
+                backoff = min(max(backoff * 2, 0.5), 10.0)
+                log.exception(
+                    "outbox relay error",
+                    extra={"relay": self.name, "error_type": type(exc).__name__},
+                )
+                sent = 0
+            if backoff:
+                await asyncio.sleep(backoff)
+                continue
+            if sent >= self.batch_size:
+                continue
+            await self._maybe_cleanup()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """Publish one batch; return how many rows were marked sent."""
+        if self.db.is_sqlite:
+            return await self._relay_sqlite()
+        return await self._relay_locked()
+
+    def _pending(self) -> Any:
+        t = self.table
+        return (
+            select(t.c.id, t.c.event_id, t.c.body)
+            .where(t.c.sent_at.is_(None))
+            .order_by(t.c.id)
+            .limit(self.batch_size)
+        )
+
+    async def _relay_locked(self) -> int:
+        async with self.db.transaction() as session:
+            rows = (await session.execute(self._pending().with_for_update(skip_locked=True))).all()
+            if not rows:
+                return 0
+            confirmed = await self._publish(rows)
+            await self._mark(session, rows, confirmed)
+        return len(confirmed)
+
+    async def _relay_sqlite(self) -> int:
+        async with self.db.sessions() as session:
+            rows = (await session.execute(self._pending())).all()
+        if not rows:
+            return 0
+        confirmed = await self._publish(rows)
+        async with self.db.transaction() as session:
+            await self._mark(session, rows, confirmed)
+        return len(confirmed)
+
+    async def _publish(self, rows: Sequence[Any]) -> set[uuid.UUID]:
+        envelopes = [Envelope.from_json(r.body) for r in rows]
+        try:
+            await self.bus.publish(envelopes)
+        except PublishError as exc:
+            confirmed = {uuid.UUID(i) for i in exc.confirmed}
+            if not confirmed:
+                raise
+            return confirmed
+        return {e.id for e in envelopes}
+
+    async def _mark(
+        self, session: AsyncSession, rows: Sequence[Any], confirmed: set[uuid.UUID]
+    ) -> None:
+        t = self.table
+        now = datetime.now(UTC)
+        sent = [r.id for r in rows if r.event_id in confirmed]
+        failed = [r.id for r in rows if r.event_id not in confirmed]
+        if sent:
+            await session.execute(update(t).where(t.c.id.in_(sent)).values(sent_at=now))
+            self.published += len(sent)
+        if failed:
+            await session.execute(
+                update(t).where(t.c.id.in_(failed)).values(attempts=t.c.attempts + 1)
+            )
+
+    async def _maybe_cleanup(self) -> None:
+        now = datetime.now(UTC)
+        if now - self._last_cleanup < timedelta(minutes=10):
+            return
+        self._last_cleanup = now
+        t = self.table
+        async with self.db.transaction() as session:
+            await session.execute(delete(t).where(t.c.sent_at < now - self.retention))
+
+    async def pending(self) -> int:
+        t = self.table
+        async with self.db.sessions() as session:
+            query = select(func.count()).select_from(t).where(t.c.sent_at.is_(None))
+            return int((await session.execute(query)).scalar_one())

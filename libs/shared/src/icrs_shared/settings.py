@@ -1,0 +1,122 @@
+"""Settings shared by every service, read from `ICRS_*` environment variables.
+
+Nothing is read at import time: call `Settings()` (or a service's subclass) where the
+process starts and pass the object down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ICRS_", extra="ignore", env_file=None)
+
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Where the embedded default keeps its SQLite files and keys.",
+    )
+    amqp_url: str | None = Field(
+        default=None,
+        description="RabbitMQ URL; unset means the in-process bus (one-process default only).",
+    )
+    amqp_exchange: str = Field(default="icrs.events", description="The topic exchange of events.")
+    amqp_namespace: str = Field(
+        default="",
+        description="Prefix for every exchange and queue name (tests use it to isolate runs).",
+    )
+    bus_prefetch: int = Field(default=200, ge=1, le=5000, description="Per-consumer prefetch.")
+    bus_delivery_limit: int = Field(
+        default=5, ge=1, le=100, description="Deliveries of one message before it is parked."
+    )
+    outbox_batch_size: int = Field(default=200, ge=1, le=10000)
+    outbox_poll_interval: float = Field(
+        default=0.5, gt=0, description="Seconds between outbox polls when nothing wakes it."
+    )
+    outbox_retention_hours: float = Field(
+        default=168, gt=0, description="How long sent outbox rows are kept before deletion."
+    )
+    inbox_retention_hours: float = Field(
+        default=720, gt=0, description="How long processed event ids are remembered."
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Run the service's migrations when it starts."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL clients use to reach the platform (the gateway, or `icrs up`).",
+    )
+    auth_issuer: str | None = Field(
+        default=None,
+        description="Token issuer (`iss`); defaults to the public URL (the built-in server).",
+    )
+    auth_audience: str = Field(default="icrs", description="Audience (`aud`) tokens must name.")
+    auth_jwks_url: str | None = Field(
+        default=None,
+        description="Where the issuer's keys are; defaults to <issuer>/.well-known/jwks.json.",
+    )
+    auth_algorithms: list[str] = Field(
+        default=["RS256", "PS256", "ES256", "EdDSA"],
+        description="Accepted signing algorithms (never `none` or HMAC).",
+    )
+    auth_org_claim: str = Field(
+        default="org", description="The claim that carries the organization id."
+    )
+    auth_leeway: int = Field(default=30, ge=0, le=300, description="Clock skew allowed, seconds.")
+    log_level: str = Field(default="INFO")
+    log_format: str = Field(default="json", description="`json` or `text`.")
+
+    @property
+    def issuer(self) -> str:
+        return (self.auth_issuer or self.public_url).rstrip("/")
+
+    @property
+    def jwks_url(self) -> str:
+        return self.auth_jwks_url or f"{self.issuer}/.well-known/jwks.json"
+
+
+class ServiceSettings(Settings):
+    """A service's settings: the shared ones plus its own database URL.
+
+    Subclasses set `service`; the URL comes from `ICRS_<SERVICE>_DATABASE_URL`
+    (or `ICRS_DATABASE_URL`), else a SQLite file under the data dir.
+    """
+
+    service: ClassVar[str] = "service"
+
+    database_url: str | None = Field(default=None)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.service.upper()
+        field = cls.model_fields["database_url"]
+        field.validation_alias = AliasChoices(
+            f"ICRS_{name}_DATABASE_URL", "ICRS_DATABASE_URL", "database_url"
+        )
+        cls.model_rebuild(force=True)
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / (self.service + '.db')}"
+
+
+def settings_table(*classes: type[BaseSettings]) -> list[tuple[str, str, str]]:
+    """(variable, default, description) rows for the README and `icrs settings`."""
+    rows: dict[str, tuple[str, str, str]] = {}
+    for cls in classes:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for name, f in cls.model_fields.items():
+            alias = f.validation_alias
+            if isinstance(alias, AliasChoices):
+                var = str(alias.choices[0])
+            else:
+                var = (prefix + name).upper()
+            default = "" if f.default is None else str(f.default)
+            rows[var] = (var, default, f.description or "")
+    return sorted(rows.values())

@@ -1,0 +1,6 @@
+"""Test support: the real-broker and real-database fixtures (contract §2) and a TCP proxy
+that can cut a connection."""
+
+from .proxy import TcpProxy
+
+__all__ = ["TcpProxy"]

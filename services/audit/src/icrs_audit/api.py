@@ -1,0 +1,5 @@
+"""Routes of the audit service."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

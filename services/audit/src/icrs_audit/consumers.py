@@ -1,0 +1,5 @@
+"""Event handlers of the audit service."""
+
+from icrs_shared.messaging import Consumers
+
+consumers = Consumers()

@@ -1,0 +1,5 @@
+"""Routes of the intake service."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,7 @@
+from typing import ClassVar
+
+from icrs_shared.settings import ServiceSettings
+
+
+class IntakeSettings(ServiceSettings):
+    service: ClassVar[str] = "intake"

@@ -1,0 +1,7 @@
+from typing import ClassVar
+
+from icrs_shared.settings import ServiceSettings
+
+
+class PartnersSettings(ServiceSettings):
+    service: ClassVar[str] = "partners"

@@ -1,0 +1,5 @@
+"""Routes of the referral service."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,32 @@
+"""The referral service:
+routing, the closed-loop referral lifecycle, the partner inbox and webhooks.
+"""
+
+from fastapi import FastAPI
+
+from icrs_shared.auth import JWKSCache
+from icrs_shared.bus import Bus
+from icrs_shared.runtime import ServiceSpec, build_app
+
+from .api import router
+from .consumers import consumers
+from .models import metadata
+from .settings import ReferralSettings
+
+#: The path prefixes this service owns in the platform's URL space (contract §1).
+PATH_PREFIXES: tuple[str, ...] = ("/v1/referrals", "/v1/webhooks", "/v1/reports/referrals")
+
+SPEC = ServiceSpec(
+    name="referral",
+    package="icrs_referral",
+    title="ICRS referral",
+    description="routing, the closed-loop referral lifecycle, the partner inbox and webhooks.",
+    metadata=metadata,
+    routers=(router,),
+    consumers=consumers,
+)
+
+
+def create_app(settings: ReferralSettings, bus: Bus, *, jwks: JWKSCache | None = None) -> FastAPI:
+    """The service's app; the caller owns `bus`. `jwks` overrides where token keys come from."""
+    return build_app(SPEC, settings, bus, jwks=jwks)
