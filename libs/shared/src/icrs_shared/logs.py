@@ -32,7 +32,7 @@ def error_type(exc: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def frames(tb: TracebackType | None) -> list[dict[str, Any]]:
+def _frames(tb: TracebackType | None) -> list[dict[str, Any]]:
     return [
         {"file": f.filename, "line": f.lineno, "function": f.name} for f in traceback.extract_tb(tb)
     ]
@@ -40,11 +40,17 @@ def frames(tb: TracebackType | None) -> list[dict[str, Any]]:
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen = {id(exc)}
-    nxt = exc.__cause__ or exc.__context__
+    nxt = _parent(exc)
     while nxt is not None and id(nxt) not in seen:
         seen.add(id(nxt))
         yield nxt
-        nxt = nxt.__cause__ or nxt.__context__
+        nxt = _parent(nxt)
+
+
+def _parent(exc: BaseException) -> BaseException | None:
+    if exc.__cause__ is not None or exc.__suppress_context__:
+        return exc.__cause__
+    return exc.__context__
 
 
 def exception_fields(exc: BaseException, tb: TracebackType | None = None) -> dict[str, Any]:
@@ -52,7 +58,7 @@ def exception_fields(exc: BaseException, tb: TracebackType | None = None) -> dic
     fields: dict[str, Any] = {"error_type": error_type(exc)}
     tb = tb or exc.__traceback__
     if tb is not None:
-        fields["traceback"] = frames(tb)
+        fields["traceback"] = _frames(tb)
     chain = [error_type(e) for e in _chain(exc)]
     if chain:
         fields["error_chain"] = chain
@@ -170,6 +176,10 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     _route_uvicorn_logs()
+    # HTTP clients log every request's full URL (query string included) at INFO.
+    quiet = max(logging.getLevelNamesMapping()[level], logging.WARNING)
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 def _route_uvicorn_logs() -> None:

@@ -7,7 +7,7 @@ process starts and pass the object down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,9 +31,14 @@ class Settings(BaseSettings):
     )
     bus_prefetch: int = Field(default=200, ge=1, le=5000, description="Per-consumer prefetch.")
     bus_delivery_limit: int = Field(
-        default=5, ge=1, le=100, description="Deliveries of one message before it is parked."
+        default=5,
+        ge=1,
+        le=100,
+        description="Failed deliveries a message may have before it is parked.",
     )
-    outbox_batch_size: int = Field(default=200, ge=1, le=10000)
+    outbox_batch_size: int = Field(
+        default=200, ge=1, le=10000, description="Events the relay publishes per batch."
+    )
     outbox_poll_interval: float = Field(
         default=0.5, gt=0, description="Seconds between outbox polls when nothing wakes it."
     )
@@ -67,7 +72,7 @@ class Settings(BaseSettings):
         default="org", description="The claim that carries the organization id."
     )
     auth_leeway: int = Field(default=30, ge=0, le=300, description="Clock skew allowed, seconds.")
-    log_level: str = Field(default="INFO")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: str = Field(default="json", description="`json` or `text`.")
 
     @property
@@ -79,25 +84,31 @@ class Settings(BaseSettings):
         return self.auth_jwks_url or f"{self.issuer}/.well-known/jwks.json"
 
 
+def database_url_field(service: str) -> Any:
+    """The `database_url` field of a service's settings: `ICRS_<SERVICE>_DATABASE_URL`,
+    or `ICRS_DATABASE_URL` for a process that runs one service."""
+    return Field(
+        default=None,
+        validation_alias=AliasChoices(
+            f"ICRS_{service.upper()}_DATABASE_URL", "ICRS_DATABASE_URL", "database_url"
+        ),
+        description=(
+            f"The {service} service's database (SQLAlchemy async URL, e.g. "
+            f"postgresql+asyncpg://...); default: SQLite at <data dir>/{service}.db."
+        ),
+    )
+
+
 class ServiceSettings(Settings):
     """A service's settings: the shared ones plus its own database URL.
 
-    Subclasses set `service`; the URL comes from `ICRS_<SERVICE>_DATABASE_URL`
-    (or `ICRS_DATABASE_URL`), else a SQLite file under the data dir.
+    Subclasses set `service` and declare `database_url = database_url_field(service)`;
+    without a URL the service uses a SQLite file under the data dir.
     """
 
     service: ClassVar[str] = "service"
 
     database_url: str | None = Field(default=None)
-
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        name = cls.service.upper()
-        field = cls.model_fields["database_url"]
-        field.validation_alias = AliasChoices(
-            f"ICRS_{name}_DATABASE_URL", "ICRS_DATABASE_URL", "database_url"
-        )
-        cls.model_rebuild(force=True)
 
     @property
     def db_url(self) -> str:

@@ -9,6 +9,7 @@ from icrs_shared.bus import Bus
 from icrs_shared.runtime import ServiceSpec, build_app
 
 from .api import router
+from .bootstrap import bootstrap_admin
 from .consumers import consumers
 from .models import metadata
 from .settings import PartnersSettings
@@ -24,6 +25,7 @@ SPEC = ServiceSpec(
     metadata=metadata,
     routers=(router,),
     consumers=consumers,
+    on_start=(bootstrap_admin,),
 )
 
 

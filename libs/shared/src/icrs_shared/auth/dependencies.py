@@ -4,7 +4,8 @@ Each service's lifespan sets `app.state.token_validator` (a `TokenValidator`, or
 with the same `validate`, such as a fake in unit tests) before the app serves requests.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads the dependency's signature at
+# runtime, and its annotation refers to `required`, a local it could not resolve from a string.
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Protocol, cast
@@ -48,7 +49,7 @@ def require_scopes(*scopes: str) -> CallerDependency:
         if credentials is None:
             raise MissingToken()
         caller = await token_validator(request).validate(credentials.credentials)
-        if not caller.scopes >= required:
+        if not caller.has_scopes(*required):
             raise InsufficientScope(required)
         return caller
 

@@ -57,6 +57,8 @@ class JWKSCache:
         self._keys: dict[str, Key] = {}
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
+        self._attempts = 0  # finished fetches, successful or not
+        self._error: str | None = None
 
     @classmethod
     def static(cls, jwks: Mapping[str, Any], **kwargs: Any) -> JWKSCache:
@@ -83,26 +85,32 @@ class JWKSCache:
         return self._fetched_at is None or self._clock() - self._fetched_at >= self.max_age
 
     async def _refresh(self, kid: str) -> None:
+        seen = self._attempts
         async with self._lock:
-            # Another task may have refreshed while this one waited for the lock.
-            if kid in self._keys and not self._expired():
-                return
-            now = self._clock()
-            if self._attempted_at is not None and now < self._attempted_at + self._interval:
-                if not self._keys:
-                    raise JWKSUnavailable("signing keys unavailable (last fetch failed)")
-                return
-            self._attempted_at = now
-            try:
-                keys = _parse(await self._load())
-            except JWKSUnavailable as exc:
-                log.warning("jwks fetch failed", extra={"jwks_url": self.url, "reason": str(exc)})
-                # Serving a stale set on a failed refresh keeps every service up while the
-                # issuer blips; a kid the stale set lacks still cannot be verified.
-                if kid in self._keys:
-                    return
-                raise
-            self._keys, self._fetched_at = keys, now
+            # A fetch that ended while this task waited is as fresh as one it would start.
+            if self._attempts == seen and not self._recently_attempted():
+                await self._fetch()
+            # On a failed fetch a stale set is still served: that keeps every service up
+            # while the issuer blips. A kid the stale set lacks cannot be verified.
+            if self._error is not None and kid not in self._keys:
+                raise JWKSUnavailable(self._error)
+
+    def _recently_attempted(self) -> bool:
+        return (
+            self._attempted_at is not None and self._clock() < self._attempted_at + self._interval
+        )
+
+    async def _fetch(self) -> None:
+        self._attempted_at = now = self._clock()
+        try:
+            self._keys = _parse(await self._load())
+        except JWKSUnavailable as exc:
+            log.warning("jwks fetch failed", extra={"jwks_url": self.url, "reason": str(exc)})
+            self._error = str(exc)
+        else:
+            self._fetched_at, self._error = now, None
+        finally:
+            self._attempts += 1
 
     async def _load(self) -> Mapping[str, Any]:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -26,7 +27,7 @@ D = TypeVar("D", bound=EventData)
 @dataclass(frozen=True)
 class EventType:
     type: str
-    data: type[EventData]
+    data: builtins.type[EventData]
     producer: str
     summary: str
 

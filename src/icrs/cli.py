@@ -1,0 +1,240 @@
+"""The `icrs` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from icrs_shared.logs import configure_logging
+from icrs_shared.settings import Settings, settings_table
+from icrs_shared.telemetry import setup_tracing, shutdown_tracing
+
+from .services import SERVICES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    result: int = args.func(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="icrs", description="Information, Counselling and Referral System for DDR programmes."
+    )
+    sub = parser.add_subparsers(metavar="command")
+
+    up = sub.add_parser("up", help="run all four services in one process (embedded default)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--data-dir", type=Path, default=None, help="default: $ICRS_DATA_DIR or ./var")
+    up.set_defaults(func=_up)
+
+    serve = sub.add_parser("serve", help="run one service on RabbitMQ and PostgreSQL")
+    serve.add_argument("service", choices=list(SERVICES))
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's service port
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=_serve)
+
+    migrate = sub.add_parser("migrate", help="bring a service's database to the latest schema")
+    migrate.add_argument("service", choices=[*SERVICES, "all"])
+    migrate.set_defaults(func=_migrate)
+
+    admin = sub.add_parser("admin", help="platform administration")
+    admin_sub = admin.add_subparsers(metavar="action")
+    boot = admin_sub.add_parser(
+        "bootstrap", help="create the platform administrator's client (prints it once)"
+    )
+    boot.add_argument("--rotate", action="store_true", help="revoke the current one, issue anew")
+    boot.set_defaults(func=_bootstrap)
+
+    show = sub.add_parser("settings", help="list every ICRS_* setting with its default")
+    show.set_defaults(func=_settings)
+
+    asyncapi = sub.add_parser("asyncapi", help="print the AsyncAPI document of the events")
+    asyncapi.set_defaults(func=_asyncapi)
+    return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    from .platform import Platform, PlatformOptions
+
+    base = Settings()
+    data_dir = args.data_dir or base.data_dir
+    public_url = f"http://{args.host}:{args.port}"
+    overrides: dict[str, Any] = {}
+    if "public_url" in base.model_fields_set:
+        public_url = base.public_url
+    configure_logging(base)
+    setup_tracing("icrs")
+    platform = Platform(
+        PlatformOptions(data_dir=data_dir, public_url=public_url, overrides=overrides)
+    )
+
+    async def announce() -> None:
+        print(f"ICRS is up at {public_url}", flush=True)
+        creds = _read_admin(platform.admin_file)
+        if creds:
+            print(f"  platform administrator client_id:     {creds['client_id']}", flush=True)
+            print(f"  platform administrator client_secret: {creds['client_secret']}", flush=True)
+            print(f"  (kept in {platform.admin_file}, mode 0600)", flush=True)
+
+    _run(platform, args.host, args.port, after_start=announce)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from icrs_shared.bus import RabbitBus
+
+    entry = SERVICES[args.service]
+    settings = entry.make_settings()
+    if not settings.amqp_url:
+        print("icrs serve runs on RabbitMQ: set ICRS_AMQP_URL.", file=sys.stderr)
+        return 2
+    if not settings.database_url:
+        var = f"ICRS_{entry.name.upper()}_DATABASE_URL"
+        print(f"icrs serve needs a database of the service's own: set {var}.", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    setup_tracing(f"icrs-{entry.name}")
+    bus = RabbitBus(
+        settings.amqp_url,
+        exchange=settings.amqp_exchange,
+        namespace=settings.amqp_namespace,
+        prefetch=settings.bus_prefetch,
+        delivery_limit=settings.bus_delivery_limit,
+        connection_name=f"icrs-{entry.name}",
+    )
+    app = entry.create_app(settings, bus)
+
+    from contextlib import asynccontextmanager
+
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def with_bus(a: Any) -> Any:
+        await bus.start()
+        try:
+            async with inner(a):
+                yield
+        finally:
+            await bus.close()
+
+    app.router.lifespan_context = with_bus
+    _run(app, args.host, args.port)
+    return 0
+
+
+def _run(app: Any, host: str, port: int, after_start: Any = None) -> None:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve())
+        if after_start is not None:
+            # uvicorn offers a flag, not an event, for "listening".
+            while not server.started and not task.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            if server.started:
+                await after_start()
+        await task
+
+    try:
+        asyncio.run(serve())
+    finally:
+        shutdown_tracing()
+
+
+def _read_admin(path: Path) -> dict[str, str] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from icrs_shared.db import Database
+    from icrs_shared.migrate import upgrade
+
+    names = list(SERVICES) if args.service == "all" else [args.service]
+
+    async def run() -> None:
+        for name in names:
+            entry = SERVICES[name]
+            db = Database(entry.make_settings().db_url)
+            try:
+                await upgrade(db, entry.package)
+            finally:
+                await db.dispose()
+            print(f"{name}: migrated")
+
+    asyncio.run(run())
+    return 0
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    from icrs_partners.bootstrap import ensure_admin, write_admin_file
+    from icrs_partners.models import metadata
+    from icrs_shared.db import Database
+    from icrs_shared.events import platform_events
+    from icrs_shared.migrate import upgrade
+    from icrs_shared.outbox import Outbox
+    from icrs_shared.tables import messaging_tables
+
+    settings = SERVICES["partners"].make_settings()
+
+    async def run() -> int:
+        db = Database(settings.db_url)
+        try:
+            await upgrade(db, "icrs_partners")
+            outbox = Outbox(
+                messaging_tables(metadata)[0], service="partners", registry=platform_events()
+            )
+            async with db.transaction() as session:
+                issued = await ensure_admin(session, outbox, rotate=args.rotate)
+        finally:
+            await db.dispose()
+        if issued is None:
+            print(
+                "The platform administrator's client exists already; its secret cannot be "
+                "shown again. Use --rotate to revoke it and issue a new one.",
+                file=sys.stderr,
+            )
+            return 1
+        path = write_admin_file(settings.data_dir, issued)
+        print(json.dumps({"client_id": issued.client_id, "client_secret": issued.client_secret}))
+        print(f"written to {path} (mode 0600)", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _settings(_: argparse.Namespace) -> int:
+    classes = [e.settings for e in SERVICES.values()]
+    for var, default, description in settings_table(*classes):
+        print(f"{var}\t{default}\t{description}")
+    return 0
+
+
+def _asyncapi(_: argparse.Namespace) -> int:
+    from icrs_shared.events import asyncapi_document, platform_events
+
+    print(json.dumps(asyncapi_document(platform_events()), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
