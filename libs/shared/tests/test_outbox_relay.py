@@ -1,0 +1,111 @@
+"""The outbox relay on the real PostgreSQL: batches, replicas, waiting while the bus is away."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+
+from icrs_shared.bus import BusUnavailable, PublishError
+from icrs_shared.db import Database
+from icrs_shared.events import Envelope, platform_events
+from icrs_shared.events.catalog import CaseErased
+from icrs_shared.outbox import Outbox, OutboxRelay
+
+from .conftest import outbox_table
+
+
+class CountingBus:
+    """Records what was published; can refuse, or confirm only part of a batch."""
+
+    def __init__(self) -> None:
+        self.published: Counter[uuid.UUID] = Counter()
+        self.down = False
+        self.unconfirmed: set[uuid.UUID] = set()
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        if self.down:
+            raise BusUnavailable("down")
+        await asyncio.sleep(0.01)  # let replicas interleave
+        ok = [e for e in envelopes if e.id not in self.unconfirmed]
+        for e in ok:
+            self.published[e.id] += 1
+        if len(ok) < len(envelopes):
+            raise PublishError("partial", frozenset(str(e.id) for e in ok))
+
+
+def outbox() -> Outbox:
+    return Outbox(outbox_table, service="intake", registry=platform_events())
+
+
+async def add_events(db: Database, n: int) -> list[uuid.UUID]:
+    box = outbox()
+    ids = []
+    async with db.transaction() as session:
+        for _ in range(n):
+            env = await box.emit(
+                session,
+                "icrs.case.erased",
+                CaseErased(case_id=uuid.uuid4(), organization_id=uuid.uuid4()),
+            )
+            ids.append(env.id)
+    return ids
+
+
+def test_emit_checks_the_payload_schema_of_its_type() -> None:
+    import pytest
+
+    with pytest.raises(TypeError):
+        outbox().envelope(
+            "icrs.case.registered", CaseErased(case_id=uuid.uuid4(), organization_id=uuid.uuid4())
+        )
+
+
+async def test_two_replicas_publish_each_event_exactly_once(db: Database) -> None:
+    ids = await add_events(db, 500)
+    bus = CountingBus()
+    relays = [OutboxRelay(db, outbox_table, bus, batch_size=25) for _ in range(2)]
+
+    async def drain(relay: OutboxRelay) -> int:
+        total = 0
+        while (n := await relay.relay_once()) > 0:
+            total += n
+        return total
+
+    counts = await asyncio.gather(*(drain(r) for r in relays))
+    assert sum(counts) == 500
+    assert all(c > 0 for c in counts), counts  # both replicas took batches
+    assert set(bus.published) == set(ids)
+    assert max(bus.published.values()) == 1
+    assert await relays[0].pending() == 0
+
+
+async def test_events_wait_while_the_bus_is_down_and_partial_confirms_are_kept(
+    db: Database,
+) -> None:
+    ids = await add_events(db, 10)
+    bus = CountingBus()
+    relay = OutboxRelay(db, outbox_table, bus, poll_interval=0.05)
+    bus.down = True
+    await relay.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert await relay.pending() == 10
+        bus.down = False
+        bus.unconfirmed = {ids[3]}
+        for _ in range(100):
+            if await relay.pending() == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await relay.pending() == 1  # the unconfirmed one waits
+        bus.unconfirmed = set()
+        for _ in range(100):
+            if await relay.pending() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await relay.pending() == 0
+    finally:
+        await relay.stop()
+    assert set(bus.published) == set(ids)
+    assert max(bus.published.values()) == 1

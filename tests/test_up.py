@@ -1,0 +1,101 @@
+"""`icrs up`: the whole platform in one process, as `make up` runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_platform(data_dir: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ICRS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "icrs.cli", "up", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(port: int, within: float = 60.0) -> dict[str, object]:
+    deadline = time.monotonic() + within
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+            if r.status_code == 200:
+                body: dict[str, object] = r.json()
+                return body
+            last = r.text
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"not ready within {within}s: {last}")
+
+
+def admin_clients(data_dir: Path) -> list[tuple[str, str | None]]:
+    with sqlite3.connect(data_dir / "partners.db") as conn:
+        rows = conn.execute("SELECT client_id, revoked_at FROM clients").fetchall()
+    return [(str(a), b) for a, b in rows]
+
+
+def test_up_serves_all_four_and_a_restart_keeps_data_and_admin(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    port = _free_port()
+    with running_platform(data_dir, port) as proc:
+        ready = wait_ready(port)
+        assert ready["status"] == "ok"
+        services = ready["services"]
+        assert isinstance(services, dict)
+        assert set(services) == {"partners", "intake", "referral", "audit"}
+        assert all(s["status"] == "ok" for s in services.values())
+        doc = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
+        assert doc["info"]["title"] == "ICRS"
+        missing = httpx.get(f"http://127.0.0.1:{port}/v1/nowhere")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+    out = proc.stdout.read() if proc.stdout else ""
+
+    admin_file = data_dir / "admin-client.json"
+    assert oct(admin_file.stat().st_mode & 0o777) == "0o600"
+    creds = json.loads(admin_file.read_text())
+    assert set(creds) == {"client_id", "client_secret"}
+    assert f"http://127.0.0.1:{port}" in out
+    assert creds["client_id"] in out
+    assert creds["client_secret"] in out
+    for name in ("partners", "intake", "referral", "audit"):
+        assert (data_dir / f"{name}.db").exists()
+    first_clients = admin_clients(data_dir)
+    assert first_clients == [(creds["client_id"], None)]
+
+    with running_platform(data_dir, port):
+        assert wait_ready(port)["status"] == "ok"
+    assert json.loads(admin_file.read_text()) == creds
+    assert admin_clients(data_dir) == first_clients
