@@ -153,6 +153,8 @@ def _run(app: Any, host: str, port: int, after_start: Any = None) -> None:
 
     try:
         asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass  # uvicorn has shut down cleanly and re-raised the interrupt
     finally:
         shutdown_tracing()
 

@@ -11,6 +11,7 @@ Topology (names prefixed by the namespace, empty in production):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -66,6 +67,7 @@ class RabbitBus:
         self._connected = asyncio.Event()
         self._connector: asyncio.Task[None] | None = None
         self._closing = False
+        self._inflight: set[asyncio.Task[None]] = set()
 
     # names -----------------------------------------------------------------
 
@@ -130,6 +132,9 @@ class RabbitBus:
             self._connector.cancel()
             await asyncio.gather(self._connector, return_exceptions=True)
         self._connected.clear()
+        if self._inflight:
+            # Let handlers that are running finish their transactions.
+            await asyncio.wait(self._inflight, timeout=10)
         if self._conn is not None:
             await self._conn.close()
         self._conn = self._pub_channel = self._exchange = None
@@ -229,7 +234,13 @@ class RabbitBus:
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             async with limit:
-                await self._deliver(sub, message)
+                # When its channel dies, aiormq cancels this task. The handler is left to
+                # finish its transaction; the delivery is then not acked (see _settle).
+                task = asyncio.create_task(self._deliver(sub, message))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(task)
 
         await queue.consume(on_message)
         self._consuming.add(key)

@@ -1,0 +1,95 @@
+"""RabbitBus specifics on the real broker: reconnecting, and settling only on a live channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from icrs_shared.bus import BusUnavailable, RabbitBus
+from icrs_shared.db import Database
+from icrs_shared.events import Envelope
+from icrs_shared.inbox import Inbox, once_per_event
+from icrs_shared.testing import TcpProxy
+
+from .conftest import effects, eventually, inbox_table
+
+
+def event() -> Envelope:
+    return Envelope(source="/icrs/test", type="icrs.case.updated", subject=str(uuid.uuid4()))
+
+
+async def test_a_delivery_from_a_dead_channel_is_not_acked_and_comes_back_once(
+    amqp_url: str, bus_namespace: str, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = TcpProxy.to(amqp_url, 5672)
+    await proxy.start()
+    bus = RabbitBus(proxy.url(amqp_url), namespace=bus_namespace, delivery_limit=3)
+    await bus.start()
+    calls: list[uuid.UUID] = []
+    release = asyncio.Event()
+
+    async def slow_effect(session: AsyncSession, env: Envelope) -> None:
+        await session.execute(effects.insert().values(event_id=str(env.id), note="x"))
+        calls.append(env.id)
+        await release.wait()
+
+    handler = once_per_event(db, Inbox(inbox_table), "slow", slow_effect)
+    attempts: list[uuid.UUID] = []
+
+    async def tracked(env: Envelope) -> None:
+        attempts.append(env.id)
+        await handler(env)
+
+    try:
+        await bus.subscribe("t", "slow", ["case.*"], tracked)
+        env = event()
+        await bus.publish([env])
+        await eventually(lambda: len(attempts) == 1)
+        await proxy.cut()  # the channel that delivered it dies while the handler works
+        with caplog.at_level(logging.WARNING, logger="icrs_shared.bus.rabbit"):
+            release.set()
+            await eventually(lambda: "its channel is gone" in caplog.text)
+        await proxy.restore()
+        await eventually(lambda: len(attempts) == 2, timeout=30)  # redelivered after reconnect
+
+        async def count() -> int:
+            async with db.sessions() as s:
+                query = select(func.count()).select_from(effects)
+                return int((await s.execute(query)).scalar_one())
+
+        assert await count() == 1  # the inbox dropped the redelivery
+        assert calls == [env.id]
+        await eventually(bus.ready)
+    finally:
+        if proxy.is_cut:
+            await proxy.restore()
+        await eventually(bus.ready, timeout=30)
+        await bus.delete_topology()
+        await bus.close()
+        await proxy.close()
+
+
+async def test_publish_while_disconnected_raises_and_start_keeps_trying(
+    amqp_url: str, bus_namespace: str
+) -> None:
+    proxy = TcpProxy.to(amqp_url, 5672)
+    await proxy.start()
+    await proxy.cut()
+    bus = RabbitBus(proxy.url(amqp_url), namespace=bus_namespace)
+    await bus.start()  # does not raise: it keeps trying in the background
+    try:
+        assert not await bus.ready()
+        with pytest.raises(BusUnavailable):
+            await bus.publish([event()])
+        await proxy.restore()
+        await eventually(bus.ready, timeout=30)
+        await bus.publish([event()])
+    finally:
+        await bus.delete_topology()
+        await bus.close()
+        await proxy.close()

@@ -1,0 +1,122 @@
+"""`icrs serve`, `icrs migrate` and `icrs admin bootstrap` as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from icrs_shared.bus import RabbitBus
+from icrs_shared.db import Database
+from icrs_shared.migrate import current_revision, head_revision
+
+from .test_up import _free_port
+
+
+def icrs(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "icrs.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ICRS_", "OTEL_"))}
+    env.update(extra)
+    return env
+
+
+async def test_serve_runs_one_service_on_rabbitmq_and_postgres(
+    postgres_url: str, amqp_url: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = clean_env(
+        ICRS_AMQP_URL=amqp_url,
+        ICRS_AMQP_NAMESPACE=f"serve-{port}.",
+        ICRS_REFERRAL_DATABASE_URL=postgres_url,
+        ICRS_DATA_DIR=str(tmp_path),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "icrs.cli",
+            "serve",
+            "referral",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        body = None
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if r.status_code == 200:
+                    body = r.json()
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert body == {"status": "ok", "service": "referral", "database": "ok", "bus": "ok"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    logs = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 0, logs
+    db = Database(postgres_url)
+    try:
+        assert await current_revision(db) == head_revision("icrs_referral")
+    finally:
+        await db.dispose()
+    cleanup = RabbitBus(amqp_url, namespace=env["ICRS_AMQP_NAMESPACE"])
+    await cleanup.start()
+    await cleanup.delete_topology(["referral"])
+    await cleanup.close()
+
+
+def test_serve_refuses_to_start_without_a_broker(tmp_path: Path) -> None:
+    result = icrs("serve", "intake", env=clean_env(ICRS_DATA_DIR=str(tmp_path)))
+    assert result.returncode == 2
+    assert "ICRS_AMQP_URL" in result.stderr
+
+
+@pytest.mark.usefixtures("postgres_url")
+def test_migrate_and_bootstrap(postgres_url: str, tmp_path: Path) -> None:
+    env = clean_env(ICRS_PARTNERS_DATABASE_URL=postgres_url, ICRS_DATA_DIR=str(tmp_path))
+    migrated = icrs("migrate", "partners", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "partners: migrated" in migrated.stdout
+
+    first = icrs("admin", "bootstrap", env=env)
+    assert first.returncode == 0, first.stderr
+    creds = json.loads(first.stdout)
+    stored = json.loads((tmp_path / "admin-client.json").read_text())
+    assert stored == creds
+
+    again = icrs("admin", "bootstrap", env=env)
+    assert again.returncode == 1
+    assert "exists already" in again.stderr
+    assert creds["client_secret"] not in again.stdout + again.stderr
+
+    rotated = icrs("admin", "bootstrap", "--rotate", env=env)
+    assert rotated.returncode == 0
+    assert json.loads(rotated.stdout)["client_id"] != creds["client_id"]
