@@ -105,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
         var = f"ICRS_{entry.name.upper()}_DATABASE_URL"
         print(f"icrs serve needs a database of the service's own: set {var}.", file=sys.stderr)
         return 2
-    configure_logging(settings)
+    configure_logging(settings, service=entry.name)
     setup_tracing(f"icrs-{entry.name}")
     bus = RabbitBus(
         settings.amqp_url,

@@ -87,6 +87,8 @@ async def test_failing_handler_is_retried_then_parked_while_the_rest_flow(harnes
     [parked] = await bus.parked("t")
     assert parked.event_id == str(poison.id)
     assert parked.reason == "delivery_limit"
+    assert parked.deliveries == 4
+    assert parked.consumer == "picky"
     assert Envelope.from_json(parked.body) == poison
     # The limit counts failed deliveries allowed, as RabbitMQ's x-delivery-limit does.
     assert attempts[str(poison.id)] == 4

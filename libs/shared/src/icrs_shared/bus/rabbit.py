@@ -280,6 +280,7 @@ class RabbitBus:
         if self._conn is None:
             raise BusUnavailable("not connected to the broker")
         out: list[Parked] = []
+        limits = {self.queue_name(s.service, s.consumer): s.delivery_limit for s in self._subs}
         async with self._conn.channel() as channel:
             queue = await channel.declare_queue(
                 self.parking_name(service), durable=True, arguments={"x-queue-type": "quorum"}
@@ -290,7 +291,7 @@ class RabbitBus:
                 if msg is None:
                     break
                 held.append(msg)
-                out.append(_parked(msg))
+                out.append(_parked(msg, limits))
             for msg in held:
                 await msg.nack(requeue=True)
         return out
@@ -327,11 +328,15 @@ def _delivery_count(message: AbstractIncomingMessage) -> int:
     return int(value) if isinstance(value, int | str) else 0
 
 
-def _parked(msg: AbstractIncomingMessage) -> Parked:
+def _parked(msg: AbstractIncomingMessage, limits: dict[str, int]) -> Parked:
     headers = msg.headers or {}
     queue = str(headers.get("x-first-death-queue", ""))
     reason = str(headers.get("x-first-death-reason", "unknown"))
-    deliveries = _delivery_count(msg)
+    # Dead-lettering resets the delivery count; what it was follows from the reason.
+    if reason == "delivery_limit" and queue in limits:
+        deliveries = limits[queue] + 1
+    else:
+        deliveries = 1 if reason == "rejected" else 0
     event_id = msg.message_id
     return Parked(
         consumer=queue.rsplit(".", 1)[-1] if queue else "",
