@@ -97,3 +97,27 @@ def test_every_contract_prefix_has_one_owner() -> None:
     assert {p: service_for_path(p) for p in contract} == contract
     assert service_for_path("/v1/casesx") is None
     assert service_for_path("/v1/reports") is None
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+async def test_models_and_migrations_agree(name: str, postgres_url: str) -> None:
+    """What the code's tables say and what the migrations made are the same schema."""
+    import importlib
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    entry = SERVICES[name]
+    metadata = importlib.import_module(f"{entry.package}.models").metadata
+    db = Database(postgres_url)
+    try:
+        await upgrade(db, entry.package)
+        async with db.engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(
+                    MigrationContext.configure(c, opts={"compare_type": True}), metadata
+                )
+            )
+    finally:
+        await db.dispose()
+    assert diff == []

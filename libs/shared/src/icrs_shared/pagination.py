@@ -1,0 +1,50 @@
+"""Cursor pagination: lists answer `{"items": [...], "next_cursor": ...}` (contract §10).
+
+A cursor is opaque to clients: the sort key of the last item, base64url-encoded JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+
+from .errors import FieldError, Invalid
+
+T = TypeVar("T")
+
+Limit = Annotated[int, Query(ge=1, le=200, description="Items per page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def encode_cursor(values: dict[str, Any]) -> str:
+    raw = json.dumps(values, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    """The values a cursor holds; a 422 naming `cursor` when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        values = None
+    if not isinstance(values, dict):
+        raise Invalid(
+            "the cursor is not valid",
+            errors=[FieldError(field="query.cursor", message="not a valid cursor", code="cursor")],
+        )
+    return values

@@ -1,0 +1,5 @@
+"""Routes of the partners service: directory."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

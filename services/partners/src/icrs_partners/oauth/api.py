@@ -1,0 +1,5 @@
+"""Routes of the partners service: oauth."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
