@@ -6,7 +6,7 @@ DATA_DIR ?= var
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: up test lint typecheck pytest sync clean
+.PHONY: up test lint typecheck pytest sync bench clean
 
 $(UV):
 	@echo "uv not found: installing it into .tools/"
@@ -35,6 +35,10 @@ typecheck: .venv
 
 pytest: .venv
 	$(UV) run --no-sync pytest $(PYTEST_ARGS)
+
+## Benchmarks on the local RabbitMQ and PostgreSQL; results go to bench/results/.
+bench: .venv
+	$(UV) run --no-sync python bench/bus_throughput.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

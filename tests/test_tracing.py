@@ -24,9 +24,8 @@ from icrs_shared.runtime import RuntimeDep, ServiceSpec, SessionDep, build_app
 from icrs_shared.settings import ServiceSettings, database_url_field
 from icrs_shared.tables import messaging_tables
 from icrs_shared.telemetry import setup_tracing
+from icrs_shared.testing import eventually
 from icrs_shared.testing.databases import create_database, drop_database
-
-from .conftest import eventually
 
 EXPORTER = InMemorySpanExporter()
 
@@ -115,7 +114,7 @@ async def test_one_trace_spans_request_publish_and_consumer(
         async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
             r = await client.post(f"/v1/cases/{case_id}/touch")
             assert r.status_code == 202
-        await eventually(lambda: len(seen) == 1, timeout=15)
+        await eventually(lambda: len(seen) == 1, within=15)
         await eventually(
             lambda: any(s.kind == SpanKind.CONSUMER for s in EXPORTER.get_finished_spans())
         )

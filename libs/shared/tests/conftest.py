@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table
@@ -9,24 +8,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table
 from icrs_shared.bus import InProcessBus, RabbitBus
 from icrs_shared.db import Database
 from icrs_shared.tables import messaging_tables
-from icrs_shared.testing import TcpProxy
-
-
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.05
-) -> None:
-    """Wait until `check()` holds; fail the test if it does not within `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
+from icrs_shared.testing import TcpProxy, eventually
 
 
 class Harness:

@@ -15,8 +15,9 @@ from icrs_shared.db import Database
 from icrs_shared.events import Envelope, platform_events
 from icrs_shared.inbox import Inbox, once_per_event
 from icrs_shared.outbox import Outbox, OutboxRelay
+from icrs_shared.testing import eventually
 
-from .conftest import Harness, effects, eventually, inbox_table, outbox_table
+from .conftest import Harness, effects, inbox_table, outbox_table
 
 
 def event(kind: str, **data: object) -> Envelope:
@@ -83,7 +84,7 @@ async def test_failing_handler_is_retried_then_parked_while_the_rest_flow(harnes
     async def parked_once() -> bool:
         return len(await bus.parked("t")) == 1
 
-    await eventually(parked_once, timeout=20)
+    await eventually(parked_once, within=20)
     [parked] = await bus.parked("t")
     assert parked.event_id == str(poison.id)
     assert parked.reason == "delivery_limit"
@@ -119,7 +120,7 @@ async def test_redelivered_event_has_one_effect(harness: Harness, db: Database) 
         async with db.sessions() as s:
             return int((await s.execute(select(func.count()).select_from(effects))).scalar_one())
 
-    await eventually(lambda: _eq(count(), 2), timeout=15)
+    await eventually(lambda: _eq(count(), 2), within=15)
     await asyncio.sleep(0.5)
     assert await count() == 2
     async with db.sessions() as s:
@@ -152,7 +153,7 @@ async def test_event_published_while_broker_unreachable_arrives_after(
         assert received == []
         assert await relay.pending() == 1  # waiting, not lost
         await harness.restore()
-        await eventually(lambda: env.id in received, timeout=30)
+        await eventually(lambda: env.id in received, within=30)
         await eventually(lambda: _eq(relay.pending(), 0))
     finally:
         await relay.stop()

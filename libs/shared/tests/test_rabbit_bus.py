@@ -14,9 +14,9 @@ from icrs_shared.bus import BusUnavailable, RabbitBus
 from icrs_shared.db import Database
 from icrs_shared.events import Envelope
 from icrs_shared.inbox import Inbox, once_per_event
-from icrs_shared.testing import TcpProxy
+from icrs_shared.testing import TcpProxy, eventually
 
-from .conftest import effects, eventually, inbox_table
+from .conftest import effects, inbox_table
 
 
 def event() -> Envelope:
@@ -55,7 +55,7 @@ async def test_a_delivery_from_a_dead_channel_is_not_acked_and_comes_back_once(
             release.set()
             await eventually(lambda: "its channel is gone" in caplog.text)
         await proxy.restore()
-        await eventually(lambda: len(attempts) == 2, timeout=30)  # redelivered after reconnect
+        await eventually(lambda: len(attempts) == 2, within=30)  # redelivered after reconnect
 
         async def count() -> int:
             async with db.sessions() as s:
@@ -68,7 +68,7 @@ async def test_a_delivery_from_a_dead_channel_is_not_acked_and_comes_back_once(
     finally:
         if proxy.is_cut:
             await proxy.restore()
-        await eventually(bus.ready, timeout=30)
+        await eventually(bus.ready, within=30)
         await bus.delete_topology()
         await bus.close()
         await proxy.close()
@@ -87,7 +87,7 @@ async def test_publish_while_disconnected_raises_and_start_keeps_trying(
         with pytest.raises(BusUnavailable):
             await bus.publish([event()])
         await proxy.restore()
-        await eventually(bus.ready, timeout=30)
+        await eventually(bus.ready, within=30)
         await bus.publish([event()])
     finally:
         await bus.delete_topology()

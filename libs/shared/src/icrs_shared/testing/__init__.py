@@ -2,5 +2,6 @@
 that can cut a connection."""
 
 from .proxy import TcpProxy
+from .waiting import eventually
 
-__all__ = ["TcpProxy"]
+__all__ = ["TcpProxy", "eventually"]

@@ -1,3 +1,5 @@
+"""Waiting for something that happens elsewhere (a consumer, a relay) without sleeping blind."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,11 +9,13 @@ import pytest
 
 
 async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.05
+    check: Callable[[], bool | Awaitable[bool]],
+    within: float = 10.0,
+    interval: float = 0.05,
 ) -> None:
-    """Wait until `check()` holds; fail the test if it does not within `timeout`."""
+    """Wait until `check()` holds; fail the test if it does not `within` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         result = check()
         if not isinstance(result, bool):
@@ -19,5 +23,5 @@ async def eventually(
         if result:
             return
         if loop.time() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
+            pytest.fail(f"condition not met within {within}s")
         await asyncio.sleep(interval)
