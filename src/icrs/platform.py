@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from icrs_shared.auth import JWKSCache
 from icrs_shared.bus import Bus, InProcessBus
@@ -50,25 +50,20 @@ class Platform:
         common = {"data_dir": options.data_dir, "public_url": options.public_url}
         common.update(options.overrides)
         self.settings = {name: e.make_settings(**common) for name, e in SERVICES.items()}
-        partners_app_holder: dict[str, FastAPI] = {}
-        self._jwks = self._jwks_cache(partners_app_holder)
+        self._jwks = self._jwks_cache()
         for name, entry in SERVICES.items():
             self.apps[name] = entry.create_app(self.settings[name], self.bus, jwks=self._jwks)
-        partners_app_holder["app"] = self.apps["partners"]
         self.root = self._root_app()
 
-    def _jwks_cache(self, holder: dict[str, FastAPI]) -> JWKSCache:
+    def _jwks_cache(self) -> JWKSCache:
         settings = self.settings["partners"]
         if settings.auth_jwks_url:
             return JWKSCache(settings.auth_jwks_url)
-
-        async def via_partners(request: httpx.Request) -> httpx.Response:
-            # The built-in issuer lives in this process: ask it directly, not over TCP.
-            transport = httpx.ASGITransport(app=holder["app"])
-            return await transport.handle_async_request(request)
-
-        client = httpx.AsyncClient(transport=_Transport(via_partners), timeout=5.0)
-        return JWKSCache(settings.jwks_url, client=client)
+        # The built-in issuer lives in this process: ask it directly, not over TCP.
+        transport = _LazyASGITransport(lambda: self.apps["partners"])
+        return JWKSCache(
+            settings.jwks_url, client=httpx.AsyncClient(transport=transport, timeout=5.0)
+        )
 
     @property
     def admin_file(self) -> Path:
@@ -172,10 +167,11 @@ class Platform:
         await self.root(scope, receive, send)
 
 
-class _Transport(httpx.AsyncBaseTransport):
-    def __init__(self, handler: Any) -> None:
-        self._handler = handler
+class _LazyASGITransport(httpx.AsyncBaseTransport):
+    """Sends requests to an ASGI app that exists only once the platform is built."""
+
+    def __init__(self, app: Callable[[], ASGIApp]) -> None:
+        self._app = app
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response: httpx.Response = await self._handler(request)
-        return response
+        return await httpx.ASGITransport(app=self._app()).handle_async_request(request)
