@@ -57,6 +57,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     boot.add_argument("--rotate", action="store_true", help="revoke the current one, issue anew")
     boot.set_defaults(func=_bootstrap)
+    rotate_key = admin_sub.add_parser(
+        "rotate-signing-key",
+        help="make a new token-signing key; the current one stops signing when it starts",
+    )
+    rotate_key.add_argument(
+        "--activate-in",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help=(
+            "publish the new key now and sign with it this many seconds later, so that every "
+            "service knows it by then (default 300; 0: at once)"
+        ),
+    )
+    rotate_key.set_defaults(func=_rotate_signing_key)
 
     show = sub.add_parser("settings", help="list every ICRS_* setting with its default")
     show.set_defaults(func=_settings)
@@ -222,6 +237,40 @@ def _bootstrap(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _rotate_signing_key(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from icrs_partners.oauth.kek import load_kek
+    from icrs_partners.oauth.keystore import KeyStore
+    from icrs_partners.settings import PartnersSettings
+    from icrs_shared.db import Database
+    from icrs_shared.migrate import upgrade
+
+    if args.activate_in < 0:
+        print("--activate-in cannot be negative.", file=sys.stderr)
+        return 2
+    settings = SERVICES["partners"].make_settings()
+    assert isinstance(settings, PartnersSettings)
+
+    async def run() -> dict[str, str]:
+        db = Database(settings.db_url)
+        try:
+            await upgrade(db, "icrs_partners")
+            store = KeyStore(
+                db,
+                kek=load_kek(settings),
+                rotate_after=timedelta(days=settings.signing_key_rotation_days),
+                leeway=settings.auth_leeway,
+            )
+            key = await store.rotate(activate_in=timedelta(seconds=args.activate_in))
+        finally:
+            await db.dispose()
+        return {"kid": key.kid, "signs_from": key.activated_at.isoformat()}
+
+    print(json.dumps(asyncio.run(run())))
+    return 0
 
 
 def _settings(_: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from .api import router
 from .bootstrap import bootstrap_admin
 from .consumers import consumers
 from .models import metadata
+from .oauth.jwks import own_issuer_jwks
+from .oauth.state import start_authorization_server
 from .settings import PartnersSettings
 
 #: The path prefixes this service owns in the platform's URL space (contract §1).
@@ -25,10 +27,10 @@ SPEC = ServiceSpec(
     metadata=metadata,
     routers=(router,),
     consumers=consumers,
-    on_start=(bootstrap_admin,),
+    on_start=(bootstrap_admin, start_authorization_server),
 )
 
 
 def create_app(settings: PartnersSettings, bus: Bus, *, jwks: JWKSCache | None = None) -> FastAPI:
     """The service's app; the caller owns `bus`. `jwks` overrides where token keys come from."""
-    return build_app(SPEC, settings, bus, jwks=jwks)
+    return build_app(SPEC, settings, bus, jwks=jwks or own_issuer_jwks(settings))
