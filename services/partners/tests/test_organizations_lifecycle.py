@@ -320,3 +320,27 @@ async def test_services_follow_their_organization_in_and_out_of_routing(
     assert (await act(partners, str(other_id), "suspend")).status_code == 200
     events = await recorder.wait_for(7)
     assert (events[6].type, events[6].subject) == ("icrs.service.withdrawn", str(others.id))
+
+
+async def test_suspension_stops_the_clients_tokens_at_once(partners: Partners) -> None:
+    org_id = (await register(partners))["id"]
+    await act(partners, org_id, "verify")
+    issued = await partners.client.post(
+        f"/v1/organizations/{org_id}/clients",
+        json={"name": "referral system", "scopes": ["referrals:respond"]},
+        headers=admin(partners),
+    )
+    assert issued.status_code == 201, issued.text
+    credentials = httpx.BasicAuth(issued.json()["client_id"], issued.json()["client_secret"])
+
+    async def token() -> httpx.Response:
+        data = {"grant_type": "client_credentials"}
+        return await partners.client.post("/oauth/token", data=data, auth=credentials)
+
+    assert (await token()).status_code == 200
+    assert (await act(partners, org_id, "suspend")).status_code == 200
+    refused = await token()
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_client"
+    assert (await act(partners, org_id, "reactivate")).status_code == 200
+    assert (await token()).status_code == 200
