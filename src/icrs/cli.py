@@ -73,6 +73,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     rotate_key.set_defaults(func=_rotate_signing_key)
 
+    audit = sub.add_parser("audit", help="check the audit log")
+    audit_sub = audit.add_subparsers(metavar="action")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="check the log over its API: signature, every entry, consistency with last time",
+        description=(
+            "Needs a token with audit:read: --token (or ICRS_TOKEN), or a client whose "
+            "token is fetched from URL/oauth/token: --client-id (or ICRS_CLIENT_ID) with "
+            "the secret in ICRS_CLIENT_SECRET. Exit status 0: the log checks out; 1: a "
+            "problem was found; 2: the check could not run."
+        ),
+    )
+    verify.add_argument("--url", required=True, help="the platform's base URL")
+    verify.add_argument(
+        "--key",
+        required=True,
+        help="the log's note verifier key (name+keyid+base64), or @FILE holding it; "
+        "take it from a source you trust, not from the log itself",
+    )
+    verify.add_argument(
+        "--state", type=Path, default=None, help="where the last verified checkpoint is kept"
+    )
+    verify.add_argument("--token", default=None, help="an access token with audit:read")
+    verify.add_argument("--client-id", default=None, help="a client with audit:read")
+    verify.set_defaults(func=_audit_verify)
+    fsck = audit_sub.add_parser(
+        "fsck",
+        help="check the audit service's own database (ICRS_AUDIT_DATABASE_URL)",
+        description="Exit status 0: the log checks out; 1: a problem was found.",
+    )
+    fsck.add_argument(
+        "--key", default=None, help="verifier key to check signatures with (default: the service's)"
+    )
+    fsck.set_defaults(func=_audit_fsck)
+
     show = sub.add_parser("settings", help="list every ICRS_* setting with its default")
     show.set_defaults(func=_settings)
 
@@ -271,6 +306,95 @@ def _rotate_signing_key(args: argparse.Namespace) -> int:
 
     print(json.dumps(asyncio.run(run())))
     return 0
+
+
+def _verifier_key(value: str) -> str:
+    return Path(value[1:]).read_text().strip() if value.startswith("@") else value.strip()
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    import os
+
+    import httpx
+
+    from icrs_audit.note import NoteError, Verifier
+    from icrs_audit.verify import verify_remote
+
+    try:
+        verifier = Verifier(_verifier_key(args.key))
+    except (NoteError, OSError) as exc:
+        print(f"--key: {exc}", file=sys.stderr)
+        return 2
+    url = args.url.rstrip("/")
+    token = args.token or os.environ.get("ICRS_TOKEN")
+    client_id = args.client_id or os.environ.get("ICRS_CLIENT_ID")
+
+    async def run() -> int:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            bearer = token
+            if bearer is None:
+                secret = os.environ.get("ICRS_CLIENT_SECRET")
+                if not client_id or not secret:
+                    print(
+                        "A token with audit:read is needed: --token or ICRS_TOKEN, or "
+                        "--client-id with ICRS_CLIENT_SECRET.",
+                        file=sys.stderr,
+                    )
+                    return 2
+                answer = await http.post(
+                    "/oauth/token",
+                    data={"grant_type": "client_credentials", "scope": "audit:read"},
+                    auth=(client_id, secret),
+                )
+                if answer.status_code != 200:
+                    print(
+                        f"No token: {url}/oauth/token answered {answer.status_code}.",
+                        file=sys.stderr,
+                    )
+                    return 2
+                bearer = str(answer.json()["access_token"])
+            http.headers["Authorization"] = f"Bearer {bearer}"
+            report = await verify_remote(http, verifier, args.state)
+        print(f"Checked the audit log at {url}:")
+        print(report.text(), end="")
+        return 0 if report.ok else 1
+
+    try:
+        return asyncio.run(run())
+    except httpx.HTTPError as exc:
+        print(f"The check could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _audit_fsck(args: argparse.Namespace) -> int:
+    from icrs_audit.note import NoteError, Verifier
+    from icrs_audit.settings import AuditSettings
+    from icrs_audit.state import make_signer
+    from icrs_audit.verify import fsck
+    from icrs_shared.db import Database
+
+    settings = SERVICES["audit"].make_settings()
+    assert isinstance(settings, AuditSettings)
+    try:
+        if args.key is not None:
+            verifier = Verifier(_verifier_key(args.key))
+        else:
+            verifier = make_signer(settings).verifier()
+    except (NoteError, OSError, ValueError) as exc:
+        print(f"No key to check signatures with: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        db = Database(settings.db_url)
+        try:
+            report = await fsck(db, verifier)
+        finally:
+            await db.dispose()
+        print(f"Checked the audit log in {db.url.render_as_string(hide_password=True)}:")
+        print(report.text(), end="")
+        return 0 if report.ok else 1
+
+    return asyncio.run(run())
 
 
 def _settings(_: argparse.Namespace) -> int:

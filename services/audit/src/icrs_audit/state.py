@@ -1,0 +1,68 @@
+"""What the audit service holds while it runs: its signer, appender and checkpointer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from icrs_shared.events import Envelope
+from icrs_shared.runtime import Runtime
+
+from .appender import Appender
+from .checkpoints import Checkpointer
+from .note import Signer
+from .settings import AuditSettings
+from .signing_key import from_seed_b64, load_or_create
+
+_EXTRA = "audit_log"
+#: The consumer that appends every event of the platform to the log.
+CONSUMER = "log"
+
+
+@dataclass
+class AuditLog:
+    signer: Signer
+    appender: Appender
+    checkpointer: Checkpointer
+
+
+def audit_log(runtime: Runtime) -> AuditLog:
+    state = runtime.extras.get(_EXTRA)
+    if not isinstance(state, AuditLog):
+        raise RuntimeError("the audit log has not started")
+    return state
+
+
+def make_signer(settings: AuditSettings) -> Signer:
+    if settings.audit_signing_key is not None:
+        key = from_seed_b64(settings.audit_signing_key.get_secret_value())
+    else:
+        key = load_or_create(settings.data_dir / "audit-signing.key")
+    return Signer(key, settings.origin)
+
+
+async def start_audit_log(runtime: Runtime) -> None:
+    settings = runtime.settings
+    if not isinstance(settings, AuditSettings):
+        raise TypeError("the audit service runs with AuditSettings")
+    signer = make_signer(settings)
+    appender = Appender(
+        runtime.db, batch_size=settings.audit_batch_size, batch_wait=settings.audit_batch_wait
+    )
+    checkpointer = Checkpointer(
+        runtime.db, signer, settings.origin, interval=settings.audit_checkpoint_interval
+    )
+    runtime.extras[_EXTRA] = AuditLog(signer, appender, checkpointer)
+    await appender.start()
+    await checkpointer.start()
+
+    async def append(envelope: Envelope) -> None:
+        await appender.append(envelope)
+
+    await runtime.bus.subscribe("audit", CONSUMER, ["#"], append)
+
+
+async def stop_audit_log(runtime: Runtime) -> None:
+    state = runtime.extras.pop(_EXTRA, None)
+    if isinstance(state, AuditLog):
+        await state.checkpointer.stop()
+        await state.appender.stop()
