@@ -369,24 +369,24 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_fsck(args: argparse.Namespace) -> int:
     from icrs_audit.note import NoteError, Verifier
     from icrs_audit.settings import AuditSettings
-    from icrs_audit.state import make_signer
+    from icrs_audit.state import log_origin, make_signer
     from icrs_audit.verify import fsck
     from icrs_shared.db import Database
 
     settings = SERVICES["audit"].make_settings()
     assert isinstance(settings, AuditSettings)
-    try:
-        if args.key is not None:
-            verifier = Verifier(_verifier_key(args.key))
-        else:
-            verifier = make_signer(settings).verifier()
-    except (NoteError, OSError, ValueError) as exc:
-        print(f"No key to check signatures with: {exc}", file=sys.stderr)
-        return 2
 
     async def run() -> int:
         db = Database(settings.db_url)
         try:
+            try:
+                if args.key is not None:
+                    verifier = Verifier(_verifier_key(args.key))
+                else:
+                    verifier = make_signer(settings, await log_origin(db, settings)).verifier()
+            except (NoteError, OSError, ValueError) as exc:
+                print(f"No key to check signatures with: {exc}", file=sys.stderr)
+                return 2
             report = await fsck(db, verifier)
         finally:
             await db.dispose()

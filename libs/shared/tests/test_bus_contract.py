@@ -190,3 +190,42 @@ async def test_events_of_a_rolled_back_transaction_are_never_published(
         assert await relay.pending() == 0
     finally:
         await relay.stop()
+
+
+async def test_unsubscribe_lets_the_running_handler_finish_and_delivers_no_more(
+    harness: Harness,
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    handled: list[str] = []
+
+    async def slow(env: Envelope) -> None:
+        started.set()
+        await release.wait()
+        handled.append(str(env.id))
+
+    bus = harness.bus
+    await bus.subscribe("t", "slow", ["case.*"], slow)
+    first = event("case.registered")
+    publishing = asyncio.create_task(bus.publish([first]))
+    await asyncio.wait_for(started.wait(), 10)
+    stopping = asyncio.create_task(bus.unsubscribe("t"))
+    await asyncio.sleep(0.2)
+    assert not stopping.done(), "unsubscribe returned while a handler was running"
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    await publishing
+    assert handled == [str(first.id)]
+
+    later = event("case.updated")
+    await bus.publish([later])
+    await asyncio.sleep(0.3)
+    assert handled == [str(first.id)], "a delivery reached an unsubscribed handler"
+    if harness.kind == "rabbit":
+        # The queue kept it: the next start of the service gets it.
+        again: list[str] = []
+
+        async def record(env: Envelope) -> None:
+            again.append(str(env.id))
+
+        await bus.subscribe("t", "slow", ["case.*"], record)
+        await eventually(lambda: again == [str(later.id)])

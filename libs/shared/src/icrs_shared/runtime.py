@@ -89,6 +89,8 @@ def build_app(
                     await hook(runtime)
                 yield
             finally:
+                # Consumers stop first, so that no delivery meets a half-stopped service.
+                await bus.unsubscribe(spec.name)
                 for hook in spec.on_stop:
                     await hook(runtime)
                 await messaging.stop()

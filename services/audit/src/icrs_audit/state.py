@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from icrs_shared.db import Database
 from icrs_shared.events import Envelope
 from icrs_shared.runtime import Runtime
 
+from . import checkpoints
 from .appender import Appender
 from .checkpoints import Checkpointer
 from .note import Signer
@@ -32,24 +34,41 @@ def audit_log(runtime: Runtime) -> AuditLog:
     return state
 
 
-def make_signer(settings: AuditSettings) -> Signer:
+def make_signer(settings: AuditSettings, origin: str) -> Signer:
     if settings.audit_signing_key is not None:
         key = from_seed_b64(settings.audit_signing_key.get_secret_value())
     else:
         key = load_or_create(settings.data_dir / "audit-signing.key")
-    return Signer(key, settings.origin)
+    return Signer(key, origin)
+
+
+async def log_origin(db: Database, settings: AuditSettings) -> str:
+    """The log's origin: the one its checkpoints carry once it has any (a log keeps its
+    name whatever the public URL becomes), else the configured one."""
+    async with db.sessions() as session:
+        last = await checkpoints.latest(session)
+    if last is None:
+        return settings.origin
+    origin = last.note.split("\n", 1)[0]
+    if settings.audit_origin is not None and settings.audit_origin != origin:
+        raise ValueError(
+            f"ICRS_AUDIT_ORIGIN is {settings.audit_origin!r} but this log's origin is "
+            f"{origin!r}: a log keeps its origin"
+        )
+    return origin
 
 
 async def start_audit_log(runtime: Runtime) -> None:
     settings = runtime.settings
     if not isinstance(settings, AuditSettings):
         raise TypeError("the audit service runs with AuditSettings")
-    signer = make_signer(settings)
+    origin = await log_origin(runtime.db, settings)
+    signer = make_signer(settings, origin)
     appender = Appender(
         runtime.db, batch_size=settings.audit_batch_size, batch_wait=settings.audit_batch_wait
     )
     checkpointer = Checkpointer(
-        runtime.db, signer, settings.origin, interval=settings.audit_checkpoint_interval
+        runtime.db, signer, origin, interval=settings.audit_checkpoint_interval
     )
     runtime.extras[_EXTRA] = AuditLog(signer, appender, checkpointer)
     await appender.start()

@@ -73,6 +73,10 @@ class Bus(Protocol):
         delivery_limit: int | None = None,
     ) -> None: ...
 
+    async def unsubscribe(self, service: str) -> None:
+        """Stop delivering to `service`'s handlers; return once those running finish.
+        Messages not handled stay for the next start."""
+
     async def ready(self) -> bool: ...
 
     async def parked(self, service: str) -> list[Parked]:

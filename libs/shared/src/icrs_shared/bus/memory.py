@@ -36,6 +36,9 @@ class _Consumer:
         self.bus = bus
         self.queue: asyncio.Queue[_Delivery] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        self._current: _Delivery | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def start(self) -> None:
         if self.task is None:
@@ -48,10 +51,28 @@ class _Consumer:
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
 
+    async def drain(self) -> None:
+        """Stop after the delivery in hand; those not handled fail their publish, so
+        their outbox rows stay unsent and are published again later."""
+        await self._idle.wait()
+        await self.stop()
+        pending = [self._current] if self._current is not None else []
+        while not self.queue.empty():
+            pending.append(self.queue.get_nowait())
+        for d in pending:
+            if not d.done.done():
+                d.done.set_exception(BusUnavailable("the consumer stopped"))
+
     async def _run(self) -> None:
         while True:
             delivery = await self.queue.get()
-            await self._handle(delivery)
+            self._current = delivery
+            self._idle.clear()
+            try:
+                await self._handle(delivery)
+            finally:
+                self._current = None
+                self._idle.set()
 
     async def _handle(self, d: _Delivery) -> None:
         d.count += 1
@@ -122,6 +143,11 @@ class InProcessBus:
         self._consumers.append(c)
         if self._running:
             c.start()
+
+    async def unsubscribe(self, service: str) -> None:
+        stopping = [c for c in self._consumers if c.sub.service == service]
+        self._consumers = [c for c in self._consumers if c.sub.service != service]
+        await asyncio.gather(*(c.drain() for c in stopping))
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         if not self._running:

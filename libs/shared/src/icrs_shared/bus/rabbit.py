@@ -63,7 +63,10 @@ class RabbitBus:
         self._pub_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._subs: list[Subscription] = []
+        #: Every subscription this bus has had, for the topology it declared.
+        self._declared: dict[tuple[str, str], Subscription] = {}
         self._consuming: set[tuple[str, str]] = set()
+        self._consumers: dict[tuple[str, str], tuple[AbstractChannel, Any, str]] = {}
         self._connected = asyncio.Event()
         self._connector: asyncio.Task[None] | None = None
         self._closing = False
@@ -139,6 +142,7 @@ class RabbitBus:
             await self._conn.close()
         self._conn = self._pub_channel = self._exchange = None
         self._consuming.clear()
+        self._consumers.clear()
 
     async def ready(self) -> bool:
         conn = self._conn
@@ -194,6 +198,7 @@ class RabbitBus:
             service, consumer, tuple(bindings), handler, delivery_limit or self.delivery_limit
         )
         self._subs.append(sub)
+        self._declared[(service, consumer)] = sub
         if self._conn is not None and self._connected.is_set():
             await self._consume(sub)
 
@@ -234,16 +239,42 @@ class RabbitBus:
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             async with limit:
+                if key not in self._consuming:
+                    return  # unsubscribed: left unacked, it goes back when the channel closes
                 # When its channel dies, aiormq cancels this task. The handler is left to
                 # finish its transaction; the delivery is then not acked (see _settle).
-                task = asyncio.create_task(self._deliver(sub, message))
+                task = asyncio.create_task(
+                    self._deliver(sub, message), name=f"deliver:{sub.service}.{sub.consumer}"
+                )
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(task)
 
-        await queue.consume(on_message)
+        tag = await queue.consume(on_message)
         self._consuming.add(key)
+        self._consumers[key] = (channel, queue, tag)
+
+    async def unsubscribe(self, service: str) -> None:
+        """Stop consuming for `service` (a graceful stop): no new delivery reaches its
+        handlers, those running finish, and what was prefetched goes back to the queue."""
+        subs = [s for s in self._subs if s.service == service]
+        self._subs = [s for s in self._subs if s.service != service]
+        handles = []
+        for sub in subs:
+            key = (sub.service, sub.consumer)
+            self._consuming.discard(key)
+            handle = self._consumers.pop(key, None)
+            if handle is not None:
+                handles.append(handle)
+                with contextlib.suppress(Exception):
+                    await handle[1].cancel(handle[2])
+        running = [t for t in self._inflight if t.get_name().startswith(f"deliver:{service}.")]
+        if running:
+            await asyncio.wait(running, timeout=10)
+        for channel, _, _ in handles:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     async def _deliver(self, sub: Subscription, message: AbstractIncomingMessage) -> None:
         name = f"{sub.service}.{sub.consumer}"
@@ -280,7 +311,10 @@ class RabbitBus:
         if self._conn is None:
             raise BusUnavailable("not connected to the broker")
         out: list[Parked] = []
-        limits = {self.queue_name(s.service, s.consumer): s.delivery_limit for s in self._subs}
+        limits = {
+            self.queue_name(s.service, s.consumer): s.delivery_limit
+            for s in self._declared.values()
+        }
         async with self._conn.channel() as channel:
             queue = await channel.declare_queue(
                 self.parking_name(service), durable=True, arguments={"x-queue-type": "quorum"}
@@ -301,9 +335,9 @@ class RabbitBus:
         if self._conn is None:
             return
         if services is None:
-            services = sorted({s.service for s in self._subs})
+            services = sorted({s.service for s in self._declared.values()})
         async with self._conn.channel() as channel:
-            for sub in self._subs:
+            for sub in self._declared.values():
                 await channel.queue_delete(self.queue_name(sub.service, sub.consumer))
             for service in services:
                 await channel.queue_delete(self.parking_name(service))
