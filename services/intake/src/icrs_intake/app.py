@@ -12,6 +12,7 @@ from .api import router
 from .consumers import consumers
 from .models import metadata
 from .settings import IntakeSettings
+from .state import start_keyring
 
 #: The path prefixes this service owns in the platform's URL space (contract §1).
 PATH_PREFIXES: tuple[str, ...] = ("/v1/cases", "/v1/imports", "/v1/reports/cases")
@@ -27,6 +28,7 @@ SPEC = ServiceSpec(
     metadata=metadata,
     routers=(router,),
     consumers=consumers,
+    on_start=(start_keyring,),
 )
 
 

@@ -1,0 +1,5 @@
+"""Routes: filled in by the imports module."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: filled in by the referral_view module."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

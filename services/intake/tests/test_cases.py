@@ -1,0 +1,179 @@
+"""Cases: registration, reading, search, updates with If-Match, closing, and the events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import Intake
+
+
+async def test_register_read_and_the_registered_event(intake: Intake) -> None:
+    recorder = await intake.record("case.*", "needs.*")
+    created = await intake.register()
+    assert created["case_number"].startswith("ICRS-")
+    assert created["person"]["given_name"] == "Amina"
+    assert created["is_minor"] is False
+    assert created["age_band"] in {"25-34", "18-24"}
+    assert created["status"] == "open"
+
+    r = await intake.client.get(f"/v1/cases/{created['id']}", headers=intake.caseworker)
+    assert r.status_code == 200
+    assert r.json() == created
+    assert r.headers["etag"] == f'"{created["id"]}.1"'
+
+    [event] = await recorder.wait_for(1)
+    assert event.type == "icrs.case.registered"
+    assert event.subject == created["id"]
+    assert event.data["is_minor"] is False
+    assert event.data["area"] == "SO1101"
+    assert "Amina" not in event.model_dump_json()
+
+
+async def test_another_organization_sees_nothing(intake: Intake) -> None:
+    created = await intake.register()
+    other = intake.headers("cases:read", "cases:write", organization_id=uuid.uuid4())
+    for method, path in [
+        ("GET", f"/v1/cases/{created['id']}"),
+        ("PATCH", f"/v1/cases/{created['id']}"),
+        ("POST", f"/v1/cases/{created['id']}/close"),
+        ("DELETE", f"/v1/cases/{created['id']}"),
+    ]:
+        r = await intake.client.request(method, path, headers={**other, "If-Match": "*"}, json={})
+        assert r.status_code == 404, (method, r.text)
+    r = await intake.client.get("/v1/cases", params={"name": "Amina"}, headers=other)
+    assert r.json()["items"] == []
+
+
+async def test_a_minor_is_flagged_and_gets_a_child_protection_need(intake: Intake) -> None:
+    recorder = await intake.record("case.registered", "needs.assessed")
+    created = await intake.register(
+        person={"date_of_birth": None, "estimated_age": 15, "documents": []}
+    )
+    assert created["is_minor"] is True
+    assert created["age_band"] == "15-17"
+    events = await recorder.wait_for(2)
+    registered = next(e for e in events if e.type == "icrs.case.registered")
+    assessed = next(e for e in events if e.type == "icrs.needs.assessed")
+    assert registered.data["is_minor"] is True
+    assert [n["category"] for n in assessed.data["needs"]] == ["child_protection"]
+
+
+async def test_probable_duplicates(intake: Intake) -> None:
+    first = await intake.register()
+    # The same document, written another way.
+    same_doc = intake.body(
+        person={"given_name": "Maryan", "documents": [{"type": "ddr_id", "number": "ddr 0001"}]}
+    )
+    r = await intake.client.post("/v1/cases", json=same_doc, headers=intake.caseworker)
+    assert r.status_code == 409
+    assert r.json()["type"] == "urn:icrs:problem:probable-duplicate"
+    assert r.json()["duplicates"] == [
+        {
+            "match": "document",
+            "organization_id": str(intake.organization_id),
+            "case_id": first["id"],
+            "case_number": first["case_number"],
+        }
+    ]
+    # A close name and birth date in the same area, from another organization: only whose.
+    other_org = uuid.uuid4()
+    close = intake.body(
+        person={"given_name": "Aamina", "date_of_birth": "1998-06-01", "documents": []}
+    )
+    other = intake.headers("cases:write", organization_id=other_org)
+    r = await intake.client.post("/v1/cases", json=close, headers=other)
+    assert r.status_code == 409
+    assert r.json()["duplicates"] == [
+        {"match": "name_and_birth_date", "organization_id": str(intake.organization_id)}
+    ]
+    assert "Warsame" not in r.text
+    # Checked, and registered anyway.
+    r = await intake.client.post(
+        "/v1/cases", json={**close, "duplicates_checked": True}, headers=other
+    )
+    assert r.status_code == 201
+    # Far apart in age, or elsewhere: no duplicate.
+    elsewhere = intake.body(area="SO2201", person={"documents": []})
+    assert (
+        await intake.client.post("/v1/cases", json=elsewhere, headers=intake.caseworker)
+    ).status_code == 201
+
+
+async def test_search_by_number_external_id_and_name(intake: Intake) -> None:
+    a = await intake.register(external_id="GOV-77", person={"documents": []})
+    b = await intake.register(
+        person={"given_name": "Cabdi", "family_name": "Nuur", "documents": []}, area="SO22"
+    )
+
+    async def find(**params: str) -> list[str]:
+        r = await intake.client.get("/v1/cases", params=params, headers=intake.caseworker)
+        assert r.status_code == 200, r.text
+        return [c["id"] for c in r.json()["items"]]
+
+    assert await find(case_number=a["case_number"]) == [a["id"]]
+    assert await find(external_id="GOV-77") == [a["id"]]
+    assert await find(name="cabdi NUUR") == [b["id"]]
+    assert await find(name="Amina") == [a["id"]]
+    assert await find(name="Amina Nuur") == []
+    assert set(await find()) == {a["id"], b["id"]}
+    page = await intake.client.get("/v1/cases", params={"limit": 1}, headers=intake.caseworker)
+    cursor = page.json()["next_cursor"]
+    rest = await intake.client.get(
+        "/v1/cases", params={"limit": 1, "cursor": cursor}, headers=intake.caseworker
+    )
+    assert {page.json()["items"][0]["id"], rest.json()["items"][0]["id"]} == {a["id"], b["id"]}
+
+
+async def test_update_needs_if_match_and_close(intake: Intake) -> None:
+    recorder = await intake.record("case.updated", "case.closed")
+    created = await intake.register()
+    path = f"/v1/cases/{created['id']}"
+    patch = {"person": {"family_name": "Warsame Ali"}, "area": "SO1102"}
+    r = await intake.client.patch(path, json=patch, headers=intake.caseworker)
+    assert r.status_code == 428
+    stale = {**intake.caseworker, "If-Match": f'"{created["id"]}.0"'}
+    assert (await intake.client.patch(path, json=patch, headers=stale)).status_code == 412
+    fresh = {**intake.caseworker, "If-Match": f'"{created["id"]}.1"'}
+    r = await intake.client.patch(path, json=patch, headers=fresh)
+    assert r.status_code == 200, r.text
+    assert r.json()["person"]["family_name"] == "Warsame Ali"
+    assert r.json()["person"]["given_name"] == "Amina"
+    assert r.json()["area"] == "SO1102"
+    assert r.headers["etag"] == f'"{created["id"]}.2"'
+    # The same answer cannot win twice.
+    assert (await intake.client.patch(path, json=patch, headers=fresh)).status_code == 412
+
+    r = await intake.client.post(f"{path}/close", headers=intake.caseworker)
+    assert r.status_code == 200
+    assert r.json()["status"] == "closed"
+    assert (await intake.client.post(f"{path}/close", headers=intake.caseworker)).status_code == 409
+    closed_patch = {**intake.caseworker, "If-Match": r.headers["etag"]}
+    assert (await intake.client.patch(path, json=patch, headers=closed_patch)).status_code == 409
+    events = await recorder.wait_for(2)
+    assert [e.type for e in events] == ["icrs.case.updated", "icrs.case.closed"]
+    assert events[0].data["area"] == "SO1102"
+
+
+async def test_idempotency_key_registers_once(intake: Intake) -> None:
+    headers = {**intake.caseworker, "Idempotency-Key": "reg-1"}
+    body = intake.body()
+    first = await intake.client.post("/v1/cases", json=body, headers=headers)
+    again = await intake.client.post("/v1/cases", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    r = await intake.client.get("/v1/cases", headers=intake.caseworker)
+    assert len(r.json()["items"]) == 1
+
+
+async def test_scopes(intake: Intake) -> None:
+    assert (await intake.client.post("/v1/cases", json=intake.body())).status_code == 401
+    reader = intake.headers("cases:read")
+    assert (
+        await intake.client.post("/v1/cases", json=intake.body(), headers=reader)
+    ).status_code == 403
+    no_org = intake.issuer.headers("cases:write")
+    r = await intake.client.post("/v1/cases", json=intake.body(), headers=no_org)
+    assert r.status_code == 403
