@@ -81,6 +81,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Deleted content is overwritten, so that erased data does not linger in free pages.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 
