@@ -39,6 +39,7 @@ pytest: .venv
 ## Benchmarks on the local RabbitMQ and PostgreSQL; results go to bench/results/.
 bench: .venv
 	$(UV) run --no-sync python bench/bus_throughput.py
+	$(UV) run --no-sync python bench/audit_log.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -115,7 +115,9 @@ def draw(rng: random.Random, sizes: list[int], k: int) -> Samples:
     return {s: ([rng.randrange(s) for _ in range(k)], [pair(s) for _ in range(k)]) for s in sizes}
 
 
-async def load(db: Database, n: int, batch: int, segment: int) -> tuple[list[bytes], dict]:
+async def load(
+    db: Database, n: int, batch: int, segment: int
+) -> tuple[list[bytes], dict[str, Any]]:
     """Append n envelopes; returns their leaves (computed apart, not timed) and the rates."""
     leaves: list[bytes] = []
     frontier: merkle.Frontier | None = None
@@ -334,7 +336,7 @@ def table(result: dict[str, Any]) -> str:
                     f"{inc['p95_ms']:.3f}",
                     f"{con['median_ms']:.3f}",
                     f"{con['p95_ms']:.3f}",
-                    f"{inc.get('nodes_max', '')}/{con.get('nodes_max', '')}",
+                    f"{inc['nodes_max']}/{con['nodes_max']}" if "nodes_max" in inc else "",
                 )
             )
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
