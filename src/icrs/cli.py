@@ -73,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     rotate_key.set_defaults(func=_rotate_signing_key)
 
+    intake = sub.add_parser("intake", help="the intake service's keys")
+    intake_sub = intake.add_subparsers(metavar="action")
+    add_key = intake_sub.add_parser(
+        "add-master-key",
+        help="add a master key version to <data dir>/intake-keys.json (restart intake after)",
+    )
+    add_key.set_defaults(func=_intake_add_master_key)
+    rewrap = intake_sub.add_parser(
+        "rewrap-keys", help="re-wrap every case's data key under the newest master key"
+    )
+    rewrap.set_defaults(func=_intake_rewrap)
+
     audit = sub.add_parser("audit", help="check the audit log")
     audit_sub = audit.add_subparsers(metavar="action")
     verify = audit_sub.add_parser(
@@ -305,6 +317,48 @@ def _rotate_signing_key(args: argparse.Namespace) -> int:
         return {"kid": key.kid, "signs_from": key.activated_at.isoformat()}
 
     print(json.dumps(asyncio.run(run())))
+    return 0
+
+
+def _intake_add_master_key(_: argparse.Namespace) -> int:
+    from icrs_intake.crypto import KEY_FILE, add_master_key
+    from icrs_intake.settings import IntakeSettings
+
+    settings = SERVICES["intake"].make_settings()
+    assert isinstance(settings, IntakeSettings)
+    if settings.intake_master_keys is not None:
+        print(
+            "The master keys come from ICRS_INTAKE_MASTER_KEYS: add the new version there.",
+            file=sys.stderr,
+        )
+        return 2
+    version = add_master_key(settings.data_dir / KEY_FILE)
+    print(
+        f"Master key version {version} added to {settings.data_dir / KEY_FILE}. Restart every "
+        "intake process, then run `icrs intake rewrap-keys`."
+    )
+    return 0
+
+
+def _intake_rewrap(_: argparse.Namespace) -> int:
+    from icrs_intake.crypto import load_keyring
+    from icrs_intake.rekey import rewrap
+    from icrs_intake.settings import IntakeSettings
+    from icrs_shared.db import Database
+
+    settings = SERVICES["intake"].make_settings()
+    assert isinstance(settings, IntakeSettings)
+    keyring = load_keyring(settings)
+
+    async def run() -> int:
+        db = Database(settings.db_url)
+        try:
+            return await rewrap(db, keyring)
+        finally:
+            await db.dispose()
+
+    count = asyncio.run(run())
+    print(f"{count} data keys re-wrapped under master key version {keyring.current_version}.")
     return 0
 
 
