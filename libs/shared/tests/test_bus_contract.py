@@ -229,3 +229,23 @@ async def test_unsubscribe_lets_the_running_handler_finish_and_delivers_no_more(
 
         await bus.subscribe("t", "slow", ["case.*"], record)
         await eventually(lambda: again == [str(later.id)])
+
+
+async def test_an_outage_of_the_handlers_database_spends_no_deliveries(harness: Harness) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    outage = {"left": 6}  # more failures than the delivery limit of 3
+    handled: list[str] = []
+
+    async def handle(env: Envelope) -> None:
+        if outage["left"] > 0:
+            outage["left"] -= 1
+            raise OperationalError("SELECT 1", None, ConnectionRefusedError("database away"))
+        handled.append(str(env.id))
+
+    bus = harness.bus
+    await bus.subscribe("t", "patient", ["case.*"], handle)
+    sent = event("case.registered")
+    await bus.publish([sent])
+    await eventually(lambda: handled == [str(sent.id)], within=20)
+    assert await bus.parked("t") == []

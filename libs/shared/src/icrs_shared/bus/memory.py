@@ -19,6 +19,7 @@ from pathlib import Path
 from ..events import Envelope
 from ..telemetry import consume_span
 from .base import BusUnavailable, Handler, Parked, Subscription, topic_matches
+from .patience import Stopped, handle_patiently
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,16 @@ class _Consumer:
             with consume_span(
                 self.sub.consumer, env.type, str(env.id), env.traceparent, system="in-process"
             ):
-                await self.sub.handler(env)
+                await handle_patiently(
+                    self.sub.handler,
+                    env,
+                    stopping=lambda: not self.bus._running,
+                    consumer=f"{self.sub.service}.{self.sub.consumer}",
+                )
+        except Stopped:
+            if not d.done.done():
+                d.done.set_exception(BusUnavailable("the bus stopped"))
+            return
         except Exception as exc:
             if d.count > self.sub.delivery_limit:
                 self.bus._park(self.sub, d, type(exc).__name__)

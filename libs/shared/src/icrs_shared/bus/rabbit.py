@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from ..events import Envelope
 from ..telemetry import consume_span, publish_span
 from .base import BusUnavailable, Handler, Parked, PublishError, Subscription
+from .patience import Stopped, handle_patiently
 
 log = logging.getLogger(__name__)
 
@@ -285,9 +286,17 @@ class RabbitBus:
             await _settle(message.reject(requeue=False), name)
             return
         deliveries = _delivery_count(message) + 1
+        key = (sub.service, sub.consumer)
         try:
             with consume_span(sub.consumer, env.type, str(env.id), env.traceparent):
-                await sub.handler(env)
+                await handle_patiently(
+                    sub.handler,
+                    env,
+                    stopping=lambda: self._closing or key not in self._consuming,
+                    consumer=name,
+                )
+        except Stopped:
+            return  # unsettled: it goes back to the queue when the channel closes
         except Exception as exc:
             log.warning(
                 "handler failed; returning the message",
