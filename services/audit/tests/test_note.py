@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from icrs_audit import signing_key
 from icrs_audit.note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint
 from icrs_audit.signing_key import SigningKeyError, from_seed_b64, load_or_create
+from icrs_shared import keyfiles
 
 # Published vectors of golang.org/x/mod/sumdb/note (note_test.go).
 PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
@@ -403,7 +403,7 @@ def test_racing_creators_agree_without_hard_links(
     def no_link(src: object, dst: object) -> None:
         raise OSError(errno.EPERM, "hard links not supported")
 
-    monkeypatch.setattr(signing_key.os, "link", no_link)
+    monkeypatch.setattr(keyfiles.os, "link", no_link)
     for attempt in range(20):
         path = tmp_path / f"key-{attempt}.pem"
         assert _race(path) == {raw_public(load_or_create(path))}

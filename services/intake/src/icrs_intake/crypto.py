@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from icrs_shared import keyfiles
 
 from .settings import IntakeSettings
 
@@ -149,31 +149,18 @@ def add_master_key(path: Path) -> int:
     masters = content["master_keys"]
     version = max(int(v) for v in masters) + 1
     masters[str(version)] = _b64(secrets.token_bytes(32))
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=2)
-    os.replace(tmp, path)
+    keyfiles.replace(path, _dump(content))
     return version
 
 
+def _dump(content: dict[str, Any]) -> bytes:
+    return (json.dumps(content, indent=2) + "\n").encode()
+
+
 def _read_or_create(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(new_key_file_content(), f, indent=2)
-        try:
-            # link() never replaces: when two processes start at once, one file wins.
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink()
-    elif path.stat().st_mode & 0o077:
-        log.warning("intake key file is readable by others", extra={"path": str(path)})
+    raw = keyfiles.read_or_create(path, lambda: _dump(new_key_file_content()))
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(raw)
     except ValueError:
         raise KeyringError(f"{path} is not a JSON key file") from None
     if not isinstance(content, dict):

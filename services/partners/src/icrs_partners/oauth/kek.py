@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import logging
-import os
 import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from icrs_shared.keyfiles import read_or_create
 
 from ..settings import PartnersSettings
 
@@ -75,18 +75,5 @@ def _decode(value: str, source: str) -> bytes:
 
 
 def _read_or_create(path: Path) -> str:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-        try:
-            # link() never replaces: when two processes start at once, one file wins.
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink()
-    elif path.stat().st_mode & 0o077:
-        log.warning("key-encryption key file is readable by others", extra={"path": str(path)})
-    return path.read_text(encoding="ascii")
+    data = read_or_create(path, lambda: base64.b64encode(secrets.token_bytes(32)) + b"\n")
+    return data.decode("ascii")
