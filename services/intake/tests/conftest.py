@@ -14,8 +14,7 @@ from fastapi import FastAPI
 from icrs_intake.app import create_app
 from icrs_intake.settings import IntakeSettings
 from icrs_shared.bus import RabbitBus
-from icrs_shared.events import Envelope
-from icrs_shared.testing import eventually
+from icrs_shared.testing import Recorder, record
 from icrs_shared.testing.tokens import TestIssuer
 
 PERSON: dict[str, Any] = {
@@ -47,23 +46,6 @@ def case_body(**changes: Any) -> dict[str, Any]:
     return body
 
 
-class Recorder:
-    """Every event delivered to a queue of its own, in delivery order."""
-
-    def __init__(self) -> None:
-        self.events: list[Envelope] = []
-
-    async def __call__(self, envelope: Envelope) -> None:
-        self.events.append(envelope)
-
-    async def wait_for(self, count: int) -> list[Envelope]:
-        await eventually(lambda: len(self.events) >= count)
-        return self.events[:count]
-
-    def of_type(self, event_type: str) -> list[Envelope]:
-        return [e for e in self.events if e.type == event_type]
-
-
 @dataclass
 class Intake:
     """The intake service on PostgreSQL and RabbitMQ, with a test token issuer."""
@@ -93,9 +75,7 @@ class Intake:
         return created
 
     async def record(self, *bindings: str) -> Recorder:
-        recorder = Recorder()
-        await self.bus.subscribe("test", f"recorder-{uuid.uuid4().hex[:6]}", bindings, recorder)
-        return recorder
+        return await record(self.bus, bindings)
 
 
 @pytest.fixture

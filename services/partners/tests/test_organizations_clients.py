@@ -9,8 +9,8 @@ from sqlalchemy import select
 from icrs_partners.bootstrap import PLATFORM_ORGANIZATION_ID
 from icrs_partners.credentials import verify_secret
 from icrs_partners.models import Client, idempotency_keys
-from icrs_shared.events import Envelope
-from icrs_shared.testing import eventually
+from icrs_shared.testing import Recorder
+from icrs_shared.testing import record as record_events
 
 if TYPE_CHECKING:
     from conftest import Partners
@@ -18,22 +18,8 @@ if TYPE_CHECKING:
 PROVIDER = {"name": "Hope Clinic", "kind": "service_provider", "country": "SO"}
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Envelope] = []
-
-    async def __call__(self, envelope: Envelope) -> None:
-        self.events.append(envelope)
-
-    async def wait_for(self, count: int) -> list[Envelope]:
-        await eventually(lambda: len(self.events) >= count)
-        return self.events[:count]
-
-
 async def record(partners: Partners, *bindings: str) -> Recorder:
-    recorder = Recorder()
-    await partners.bus.subscribe("test", "recorder", list(bindings), recorder)
-    return recorder
+    return await record_events(partners.bus, bindings)
 
 
 def admin(partners: Partners, **headers: str) -> dict[str, str]:

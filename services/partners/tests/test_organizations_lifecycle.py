@@ -11,8 +11,8 @@ from sqlalchemy import select
 from icrs_partners.bootstrap import PLATFORM_ORGANIZATION_ID, ensure_admin
 from icrs_partners.models import Organization, Service
 from icrs_partners.scopes import KIND_SCOPES, Kind
-from icrs_shared.events import Envelope
-from icrs_shared.testing import eventually
+from icrs_shared.testing import Recorder
+from icrs_shared.testing import record as record_events
 
 if TYPE_CHECKING:
     from conftest import Partners
@@ -26,24 +26,8 @@ HOPE = {
 }
 
 
-class Recorder:
-    """Every event delivered to a queue of its own, in delivery order."""
-
-    def __init__(self) -> None:
-        self.events: list[Envelope] = []
-
-    async def __call__(self, envelope: Envelope) -> None:
-        self.events.append(envelope)
-
-    async def wait_for(self, count: int) -> list[Envelope]:
-        await eventually(lambda: len(self.events) >= count)
-        return self.events[:count]
-
-
 async def record(partners: Partners, *bindings: str) -> Recorder:
-    recorder = Recorder()
-    await partners.bus.subscribe("test", "recorder", list(bindings), recorder)
-    return recorder
+    return await record_events(partners.bus, bindings)
 
 
 def admin(partners: Partners) -> dict[str, str]:

@@ -2,6 +2,7 @@
 that can cut a connection."""
 
 from .proxy import TcpProxy
+from .recording import Recorder, record
 from .waiting import eventually
 
-__all__ = ["TcpProxy", "eventually"]
+__all__ = ["Recorder", "TcpProxy", "eventually", "record"]
