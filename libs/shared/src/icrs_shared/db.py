@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
 
 
 class Database:
@@ -62,6 +66,24 @@ class Database:
             return False
         return True
 
+    async def forget_deleted(self) -> None:
+        """On SQLite, fold the write-ahead log into the database file and empty it, so that
+        what was just deleted (overwritten in the file by `secure_delete`) is gone from the
+        log too. Waits a little for readers; PostgreSQL has nothing to do here."""
+        if not self.is_sqlite:
+            return
+        for _ in range(100):
+            async with self.engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                cursor = await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy = (await cursor.fetchone())[0]
+                await cursor.close()
+            if not busy:
+                return
+            await asyncio.sleep(0.05)
+        log.warning("the write-ahead log could not be emptied: readers kept it busy")
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 
@@ -83,6 +105,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     # Deleted content is overwritten, so that erased data does not linger in free pages.
     cur.execute("PRAGMA secure_delete=ON")
+    # The write-ahead log is cut back to nothing whenever a checkpoint empties it.
+    cur.execute("PRAGMA journal_size_limit=0")
     cur.close()
 
 

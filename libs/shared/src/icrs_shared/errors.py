@@ -159,6 +159,8 @@ def field_errors(raw: Sequence[Any]) -> list[FieldError]:
                 field = f"{where}.{field}"
         else:
             field = ".".join(loc) or "body"
+        if err.get("type") == "json_invalid":
+            field = "body"  # its location is an offset into the text, not a field
         out.append(
             FieldError(field=field, message=str(err.get("msg", "invalid")), code=err["type"])
         )
@@ -192,6 +194,17 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # A body nested too deep to parse is bad input like any other unreadable body.
+        error = FieldError(field="body", message="nested too deeply", code="json_invalid")
+        body = problem_body(
+            422,
+            code="validation-error",
+            title="Invalid request",
+            detail=error.message,
+            errors=[error],
+        )
+        return problem_response(422, body)
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail == _phrase(exc.status_code):
         detail = None

@@ -43,8 +43,13 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     except (binascii.Error, ValueError, UnicodeDecodeError):
         values = None
     if not isinstance(values, dict):
-        raise Invalid(
-            "the cursor is not valid",
-            errors=[FieldError(field="query.cursor", message="not a valid cursor", code="cursor")],
-        )
+        raise bad_cursor()
     return values
+
+
+def bad_cursor() -> Invalid:
+    """The 422 for a cursor that is not one of ours (or holds what no page of ours wrote)."""
+    return Invalid(
+        "the cursor is not valid",
+        errors=[FieldError(field="query.cursor", message="not a valid cursor", code="cursor")],
+    )

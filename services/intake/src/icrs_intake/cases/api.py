@@ -232,4 +232,5 @@ async def erase_case(
         session=session, outbox=runtime.messaging.outbox, case=case, actor=caller.client_id
     )
     await session.commit()
+    await runtime.db.forget_deleted()
     return Response(status_code=204)

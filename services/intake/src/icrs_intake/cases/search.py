@@ -10,7 +10,7 @@ from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from icrs_shared.pagination import decode_cursor, encode_cursor
+from icrs_shared.pagination import bad_cursor, decode_cursor, encode_cursor
 
 from ..crypto import Keyring
 from ..models import Case, CaseIndex
@@ -47,7 +47,10 @@ async def find(
         query = query.where(col(Case.id).in_(matching)) if words else query.where(false())
     after = decode_cursor(cursor)
     if after is not None:
-        at, last = datetime.fromisoformat(after["t"]), uuid.UUID(after["id"])
+        try:
+            at, last = datetime.fromisoformat(after["t"]), uuid.UUID(after["id"])
+        except (KeyError, TypeError, ValueError):
+            raise bad_cursor() from None
         query = query.where(
             or_(
                 col(Case.created_at) < at,

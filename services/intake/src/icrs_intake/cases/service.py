@@ -10,12 +10,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from icrs_shared.errors import Conflict, NotFound
+from icrs_shared.errors import Conflict, FieldError, Invalid, NotFound, field_errors
 from icrs_shared.events.catalog import CaseErased, CaseEvent
 from icrs_shared.outbox import Outbox
 from icrs_shared.vocabulary import ADULT_AGE
@@ -191,7 +192,21 @@ async def update_case(
     person = profile.person
     if "person" in given and patch.person is not None:
         merged = person.model_dump() | patch.person.model_dump(exclude_unset=True)
-        person = Person.model_validate(merged)
+        try:
+            person = Person.model_validate(merged)
+        except ValidationError as exc:
+            raise Invalid(
+                "the person would not be valid with these changes",
+                errors=[
+                    # A rule of the whole person (an age must be known) names the person.
+                    FieldError(
+                        field="person" if e.field == "body" else f"person.{e.field}",
+                        message=e.message,
+                        code=e.code,
+                    )
+                    for e in field_errors(exc.errors())
+                ],
+            ) from None
     profile = Profile(
         person=person,
         demobilization_date=given.get("demobilization_date", profile.demobilization_date),
