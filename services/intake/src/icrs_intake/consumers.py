@@ -1,5 +1,180 @@
-"""Event handlers of the intake service."""
+"""Event handlers of the intake service: the referral service's events move the plan.
 
+Each referral event updates what intake knows of that referral (`referral_links`) and the
+status of its need; `referral.unmatched` marks the need unmatched. Events may come out of
+order: an event older than what is known (by its CloudEvents `time`) changes nothing. The
+inbox already drops a redelivered event; the time comparison makes a replayed one harmless
+too. A handler locks the need, then the referral, so that the events of one need apply one
+at a time. Events about cases intake does not hold are ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from icrs_shared.events import Envelope
+from icrs_shared.events.catalog import ReferralEvent, ReferralUnmatched, platform_events
+from icrs_shared.events.registry import EventRegistry, UnknownEventType
 from icrs_shared.messaging import Consumers
+from icrs_shared.outbox import Outbox
+
+from .models import Case, Need, ReferralLink, outbox_table
+from .plans import service as plans
+from .plans.schemas import REFERRAL_STATUSES, PlanItemOut
+
+log = logging.getLogger(__name__)
 
 consumers = Consumers()
+
+REFERRAL_SOURCE = "/icrs/referral"
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+#: How far along the lifecycle a status is: between two events of the same time, the
+#: later stage wins.
+_STAGE = {"requested": 0, "received": 1, "accepted": 2, "in-progress": 3, "on-hold": 3}
+_LAST_STAGE = 4
+#: FOR NO KEY UPDATE: serializes writers of a row without blocking rows that refer to it.
+_NO_KEY_UPDATE = {"key_share": True}
+
+
+@functools.cache
+def _registry() -> EventRegistry:
+    return platform_events()
+
+
+@functools.cache
+def _outbox() -> Outbox:
+    return Outbox(outbox_table, service="intake", registry=_registry())
+
+
+@consumers.on("referral-links", "referral.#")
+async def on_referral(session: AsyncSession, envelope: Envelope) -> None:
+    if envelope.source != REFERRAL_SOURCE:
+        log.warning("referral event from another source ignored", extra=_ids(envelope))
+        return
+    try:
+        expected = _registry()[envelope.type].data
+    except UnknownEventType:
+        log.info("unknown referral event type ignored", extra=_ids(envelope))
+        return
+    if expected is ReferralUnmatched:
+        await _unmatched(session, envelope, ReferralUnmatched.model_validate(envelope.data))
+    elif expected is ReferralEvent:
+        await _moved(session, envelope, ReferralEvent.model_validate(envelope.data))
+
+
+async def _moved(session: AsyncSession, envelope: Envelope, event: ReferralEvent) -> None:
+    if event.status not in REFERRAL_STATUSES:
+        log.warning("referral event with an unknown status ignored", extra=_ids(envelope))
+        return
+    case = await _case(session, envelope, event.case_id)
+    if case is None:
+        return
+    # Need first, then referral: every handler locks in this order.
+    need = await _locked_need(session, case, event.need_id)
+    link = await session.get(ReferralLink, event.referral_id, with_for_update=_NO_KEY_UPDATE)
+    if link is not None and link.case_id != case.id:
+        log.warning("referral event names another case than before", extra=_ids(envelope))
+        return
+    if link is not None and not _newer(envelope.time, event.status, link.event_time, link.status):
+        return
+    before = await _item(session, need)
+    values: dict[str, Any] = {
+        "case_id": case.id,
+        "need_id": need.id if need is not None else None,
+        "need_category": event.need_category[:32],
+        "provider_organization_id": event.organization_id,
+        "service_id": event.service_id,
+        "status": event.status,
+        "attempt": max(0, min(event.attempt, 10_000)),
+        "outcome": event.outcome[:64] if event.outcome else None,
+        "reason": event.reason[:64] if event.reason else None,
+        "event_time": envelope.time,
+        "updated_at": datetime.now(UTC),
+    }
+    if link is None:
+        link = ReferralLink(referral_id=event.referral_id, **values)
+    else:
+        for name, value in values.items():
+            setattr(link, name, value)
+    session.add(link)
+    if need is not None and _newer(envelope.time, event.status, need.status_at, need.status):
+        need.status, need.status_at, need.unmatched_reasons = event.status, envelope.time, []
+        session.add(need)
+    await session.flush()
+    await _plan_follows(session, envelope, case, need, before)
+
+
+async def _unmatched(session: AsyncSession, envelope: Envelope, event: ReferralUnmatched) -> None:
+    case = await _case(session, envelope, event.case_id)
+    if case is None:
+        return
+    need = await _locked_need(session, case, event.need_id)
+    if need is None:
+        log.info("referral.unmatched for no known need ignored", extra=_ids(envelope))
+        return
+    if not _newer(envelope.time, "unmatched", need.status_at, need.status):
+        return
+    before = await _item(session, need)
+    need.status, need.status_at = "unmatched", envelope.time
+    need.unmatched_reasons = [r for r in dict.fromkeys(event.reasons) if _CODE.match(r)][:20]
+    session.add(need)
+    await session.flush()
+    await _plan_follows(session, envelope, case, need, before)
+
+
+async def _case(session: AsyncSession, envelope: Envelope, case_id: object) -> Case | None:
+    case = await session.get(Case, case_id)
+    if case is None:
+        log.info("referral event about a case intake does not hold", extra=_ids(envelope))
+    return case
+
+
+async def _locked_need(session: AsyncSession, case: Case, need_id: object) -> Need | None:
+    """The need, locked: the events of one need apply one at a time."""
+    if need_id is None:
+        return None
+    need = await session.get(Need, need_id, with_for_update=_NO_KEY_UPDATE)
+    return need if need is not None and need.case_id == case.id else None
+
+
+async def _item(session: AsyncSession, need: Need | None) -> PlanItemOut | None:
+    return None if need is None else await plans.item_of(session=session, need=need)
+
+
+async def _plan_follows(
+    session: AsyncSession,
+    envelope: Envelope,
+    case: Case,
+    need: Need | None,
+    before: PlanItemOut | None,
+) -> None:
+    """When the need's plan item changed, a new plan version and `plan.updated`, in this
+    transaction."""
+    if need is None or await _item(session, need) == before:
+        return
+    await plans.items_changed(
+        session=session,
+        outbox=_outbox(),
+        case=case,
+        actor=envelope.actor,
+        actororg=envelope.actororg,
+    )
+
+
+def _newer(time: datetime, status: str, than: datetime | None, than_status: str) -> bool:
+    if than is None:
+        return True
+    than = than if than.tzinfo is not None else than.replace(tzinfo=UTC)
+    if time != than:
+        return time > than
+    return _STAGE.get(status, _LAST_STAGE) > _STAGE.get(than_status, _LAST_STAGE)
+
+
+def _ids(envelope: Envelope) -> dict[str, str]:
+    return {"event_id": str(envelope.id), "event_type": envelope.type}

@@ -147,7 +147,14 @@ class Need(Base, table=True):
     #: The caseworker's note: AES-GCM under the case's data key; NULL once erased.
     note: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     share_note: bool = False
+    #: `open`, `unmatched`, or the status of its latest referral (contract §6).
     status: str = Field(default="open", max_length=24)
+    #: The time of the referral event that set `status` (events may arrive out of order).
+    status_at: datetime | None = _opt_ts()
+    #: Why no service fits it (reason codes of `referral.unmatched`), while unmatched.
+    unmatched_reasons: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
     created_at: datetime = _ts(nullable=False)
 
 

@@ -40,13 +40,16 @@ class NeedOut(BaseModel):
     id: uuid.UUID
     category: str
     priority: str
-    note: str | None
+    note: str | None = Field(description="Absent once the case is erased.")
     share_note: bool
-    status: str
+    status: str = Field(
+        description="`open`, `unmatched`, or the status of the need's latest referral."
+    )
 
 
 class AssessmentOut(BaseModel):
     id: uuid.UUID
     case_id: uuid.UUID
     needs: list[NeedOut]
+    recorded_by: str
     created_at: datetime
