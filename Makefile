@@ -40,6 +40,7 @@ pytest: .venv
 bench: .venv
 	$(UV) run --no-sync python bench/bus_throughput.py
 	$(UV) run --no-sync python bench/audit_log.py
+	$(UV) run --no-sync python bench/intake_import.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
