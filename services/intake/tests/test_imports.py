@@ -22,11 +22,11 @@ from sqlmodel import col
 
 from icrs_intake.app import create_app
 from icrs_intake.cases import service as cases
+from icrs_intake.cases.create import create_cases
 from icrs_intake.cases.schemas import CaseCreate
 from icrs_intake.crypto import Keyring
 from icrs_intake.imports import repository, running, service, upload
 from icrs_intake.imports.apply import source_digest
-from icrs_intake.imports.register import register_all
 from icrs_intake.imports.rows import COLUMNS, CsvRows, ndjson_rows
 from icrs_intake.imports.spool import BLOCK, SealedSpool
 from icrs_intake.models import Case, CaseIndex, Import
@@ -353,7 +353,7 @@ async def test_a_failing_batch_is_stored_row_by_row(
         calls += 1
         return {} if calls == 1 else await real_lookup(*args)
 
-    real_register = service.register_all
+    real_register = service.create_cases
 
     async def failing(**kw: Any) -> None:
         if any(data.external_id == "GOV-00012" for data, _ in kw["new"]):
@@ -361,7 +361,7 @@ async def test_a_failing_batch_is_stored_row_by_row(
         await real_register(**kw)
 
     monkeypatch.setattr(repository, "cases_by_external_id", forgetful)
-    monkeypatch.setattr(service, "register_all", failing)
+    monkeypatch.setattr(service, "create_cases", failing)
     report = await imported(intake, csv_file(rows))
     counts = tuple(report[k] for k in ("rows", "created", "unchanged", "rejected"))
     assert counts == (30, 28, 1, 1)
@@ -416,7 +416,7 @@ async def test_batched_registration_stores_what_register_does(intake: Intake) ->
                 **common,
             )
         new = [(data, source_digest(keyring, data)) for data in (adult, minor)]
-        await register_all(session=session, organization_id=batched, new=new, **common)
+        await create_cases(session=session, organization_id=batched, new=new, **common)
     events = await recorder.wait_for(6)
 
     skip = {"id", "organization_id", "case_number", "personal", "created_at", "updated_at"}
@@ -441,14 +441,14 @@ async def test_an_import_that_breaks_reads_failed(
     intake: Intake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service, "BATCH_ROWS", 10)
-    real_register = service.register_all
+    real_register = service.create_cases
 
     async def breaking(**kw: Any) -> None:
         if any(data.external_id == "GOV-00015" for data, _ in kw["new"]):
             raise RuntimeError("the database went away")
         await real_register(**kw)
 
-    monkeypatch.setattr(service, "register_all", breaking)
+    monkeypatch.setattr(service, "create_cases", breaking)
     r = await post(intake, csv_file([row(i) for i in range(1, 31)]))
     report = await finished(intake.client, r.headers["location"], intake.headers("cases:import"))
     assert (report["status"], report["rows"], report["created"]) == ("failed", 10, 10)
@@ -460,13 +460,13 @@ async def test_an_import_stopped_with_the_app_reads_interrupted(
     intake: Intake, memory_bus: InProcessBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service, "BATCH_ROWS", 5)
-    real_register = service.register_all
+    real_register = service.create_cases
 
     async def slow(**kw: Any) -> None:
         await asyncio.sleep(0.2)
         await real_register(**kw)
 
-    monkeypatch.setattr(service, "register_all", slow)
+    monkeypatch.setattr(service, "create_cases", slow)
     # A second app on the same database, stopped while its import runs.
     app = create_app(intake.settings, memory_bus, jwks=intake.issuer.jwks())
     headers = intake.headers("cases:import")

@@ -7,73 +7,33 @@ Functions here never commit: the request or the consumer does.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from icrs_shared.errors import Conflict, FieldError, Invalid, NotFound, field_errors
-from icrs_shared.events.catalog import CaseErased, CaseEvent
+from icrs_shared.events.catalog import CaseErased
 from icrs_shared.outbox import Outbox
 from icrs_shared.vocabulary import ADULT_AGE
 
 from ..crypto import Keyring
-from ..models import Case, CaseCounter, CaseIndex, CaseKey, Need, Plan
-from ..needs import service as needs
-from ..needs.schemas import NeedIn
+from ..models import Case, CaseIndex, CaseKey, Need, Plan
 from ..settings import IntakeSettings
 from . import dedup
 from . import profile as profiles
+from .create import create_cases
+from .events import case_event
 from .names import index_digests
+from .opened import Opened
 from .profile import age_band, age_on
 from .schemas import CaseCreate, CasePatch, DuplicateCandidate, Person, Profile
 
 
 class ProbableDuplicate(Conflict):
     code, title = "probable-duplicate", "Probable duplicate"
-
-
-@dataclass
-class Opened:
-    """A case with its data key and profile, for as long as a request needs them."""
-
-    case: Case
-    data_key: bytes | None
-    profile: Profile | None
-
-
-def case_event(case: Case) -> CaseEvent:
-    return CaseEvent(
-        case_id=case.id,
-        organization_id=case.organization_id,
-        version=case.version,
-        is_minor=case.is_minor,
-        sex=case.sex,
-        age_band=case.age_band,
-        area=case.area,
-        languages=list(case.languages),
-        beneficiary_category=case.beneficiary_category,
-        programme_track=case.programme_track,
-        status=case.status,
-    )
-
-
-async def _next_number(session: AsyncSession, settings: IntakeSettings, year: int) -> str:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    last = col(CaseCounter.last)
-    stmt = (
-        insert(CaseCounter)
-        .values(year=year, last=1)
-        .on_conflict_do_update(index_elements=["year"], set_={"last": last + 1})
-        .returning(last)
-    )
-    number = (await session.execute(stmt)).scalar_one()
-    return f"{settings.intake_case_number_prefix}-{year}-{number:06d}"
 
 
 async def register(
@@ -98,48 +58,16 @@ async def register(
                 "to register anyway",
                 extra={"duplicates": [c.visible_to(organization_id).public() for c in found]},
             )
-    today = datetime.now(UTC).date()
-    age = age_on(data.person, today)
-    case = Case(
+    [opened] = await create_cases(
+        session=session,
+        outbox=outbox,
+        keyring=keyring,
+        settings=settings,
         organization_id=organization_id,
-        case_number=await _next_number(session, settings, today.year),
-        external_id=data.external_id,
-        sex=data.person.sex,
-        age_band=age_band(age),
-        is_minor=age < ADULT_AGE,
-        area=data.area,
-        languages=list(dict.fromkeys(data.person.languages)),
-        beneficiary_category=data.beneficiary_category,
-        programme_track=data.programme_track,
-        source_digest=source_digest,
-        registered_by=actor,
-    )
-    data_key, version, wrapped = keyring.new_data_key(case.id)
-    profile = Profile(
-        person=data.person,
-        demobilization_date=data.demobilization_date,
-        vulnerabilities=list(dict.fromkeys(data.vulnerabilities)),
-        registered_on=today,
-    )
-    case.personal = profiles.seal(data_key, case.id, profile)
-    session.add(case)
-    session.add(CaseKey(case_id=case.id, key_version=version, wrapped=wrapped))
-    await session.flush()
-    await _index(session, keyring, case.id, data.person)
-    await outbox.emit(
-        session,
-        "icrs.case.registered",
-        case_event(case),
-        subject=case.id,
         actor=actor,
-        actororg=organization_id,
+        new=[(data, source_digest)],
     )
-    if case.is_minor:
-        need = NeedIn(category="child_protection", priority="high")
-        await needs.record(
-            session=session, outbox=outbox, case=case, data_key=data_key, needs=[need], actor=actor
-        )
-    return Opened(case, data_key, profile)
+    return opened
 
 
 async def _index(

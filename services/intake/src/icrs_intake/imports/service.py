@@ -34,13 +34,13 @@ from icrs_shared.logs import exception_fields
 from icrs_shared.pagination import decode_cursor, encode_cursor
 from icrs_shared.runtime import Runtime
 
+from ..cases.create import create_cases
 from ..cases.schemas import CaseCreate
 from ..crypto import Keyring
 from ..models import Import, ImportRejection
 from ..settings import IntakeSettings
 from . import repository
 from .apply import apply, source_digest
-from .register import register_all
 from .repeats import FirstRows
 from .repository import Tally
 from .rows import Row, read
@@ -208,7 +208,7 @@ async def _apply_rows(job: _Job, session: AsyncSession, rows: Sequence[Row]) -> 
             actor=job.actor,
         )
         tally.count(outcome)
-    await register_all(
+    await create_cases(
         session=session,
         outbox=job.runtime.messaging.outbox,
         keyring=job.keyring,

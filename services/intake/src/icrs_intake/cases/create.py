@@ -1,12 +1,8 @@
-"""The new cases of a batch, registered together.
+"""Making cases: one from the API, or a batch from an import, the same way.
 
-This is what `cases.service.register` does for a case whose duplicates were checked, in
-a handful of statements for the whole batch instead of several per case: the per-case
-path costs ~10 statements and ~5 ms of CPU, which kept an import of 100,000 rows at a
-little over 100 rows a second. The pieces are the ones `register` uses (profile sealing,
-ages, index digests, the event body); minors still go through `register` itself, which
-also raises their child-protection need. `test_imports` checks that both paths store the
-same case, index and event, so a change to `register` that is not made here fails there.
+Each case gets its number, its data key (stored wrapped), its sealed profile, its keyed
+hashes and its `case.registered` event; a minor also gets a `child_protection` need. A
+batch costs a handful of statements whatever its size.
 """
 
 from __future__ import annotations
@@ -23,17 +19,20 @@ from sqlmodel import SQLModel, col
 from icrs_shared.outbox import Outbox
 from icrs_shared.vocabulary import ADULT_AGE
 
-from ..cases import profile as profiles
-from ..cases import service as cases
-from ..cases.names import index_digests
-from ..cases.profile import age_band, age_on
-from ..cases.schemas import CaseCreate, Profile
 from ..crypto import Keyring
 from ..models import Case, CaseCounter, CaseIndex, CaseKey
+from ..needs import service as needs
+from ..needs.schemas import NeedIn
 from ..settings import IntakeSettings
+from . import profile as profiles
+from .events import case_event
+from .names import index_digests
+from .opened import Opened
+from .profile import age_band, age_on
+from .schemas import CaseCreate, Profile
 
 
-async def register_all(
+async def create_cases(
     *,
     session: AsyncSession,
     outbox: Outbox,
@@ -41,37 +40,25 @@ async def register_all(
     settings: IntakeSettings,
     organization_id: uuid.UUID,
     actor: str,
-    new: Sequence[tuple[CaseCreate, bytes]],
-) -> None:
-    """Register each (case, source digest) of `new` (duplicates count as checked)."""
+    new: Sequence[tuple[CaseCreate, bytes | None]],
+) -> list[Opened]:
+    """Register each (case, source digest) of `new`; duplicates are not checked here."""
+    if not new:
+        return []
     today = datetime.now(UTC).date()
-    adults = [(data, digest) for data, digest in new if age_on(data.person, today) >= ADULT_AGE]
-    for data, digest in new:
-        if age_on(data.person, today) < ADULT_AGE:
-            await cases.register(
-                session=session,
-                outbox=outbox,
-                keyring=keyring,
-                settings=settings,
-                data=data.model_copy(update={"duplicates_checked": True}),
-                organization_id=organization_id,
-                actor=actor,
-                source_digest=digest,
-            )
-    if not adults:
-        return
-    numbers = await _case_numbers(session, settings, today.year, len(adults))
-    made: list[Case] = []
+    numbers = await _case_numbers(session, settings, today.year, len(new))
+    made: list[Opened] = []
     keys: list[dict[str, object]] = []
     index: list[dict[str, object]] = []
-    for (data, digest), number in zip(adults, numbers, strict=True):
+    for (data, digest), number in zip(new, numbers, strict=True):
+        age = age_on(data.person, today)
         case = Case(
             organization_id=organization_id,
             case_number=number,
             external_id=data.external_id,
             sex=data.person.sex,
-            age_band=age_band(age_on(data.person, today)),
-            is_minor=False,
+            age_band=age_band(age),
+            is_minor=age < ADULT_AGE,
             area=data.area,
             languages=list(dict.fromkeys(data.person.languages)),
             beneficiary_category=data.beneficiary_category,
@@ -87,7 +74,7 @@ async def register_all(
             registered_on=today,
         )
         case.personal = profiles.seal(data_key, case.id, profile)
-        made.append(case)
+        made.append(Opened(case, data_key, profile))
         keys.append({"case_id": case.id, "key_version": version, "wrapped": wrapped})
         person = data.person
         found = index_digests(
@@ -96,23 +83,33 @@ async def register_all(
             documents=[(d.type, d.number) for d in person.documents],
         )
         index += [{"case_id": case.id, "kind": k, "digest": d} for k, d in found]
-    session.add_all(made)
+    session.add_all(o.case for o in made)
     await session.flush()
     # Table inserts (not ORM ones): one multi-row statement per table.
     await session.execute(insert(_table(CaseKey)), keys)
     if index:
         await session.execute(insert(_table(CaseIndex)), index)
-    events = [
-        outbox.envelope(
+    for opened in made:
+        case = opened.case
+        await outbox.emit(
+            session,
             "icrs.case.registered",
-            cases.case_event(case),
+            case_event(case),
             subject=case.id,
             actor=actor,
             actororg=organization_id,
         )
-        for case in made
-    ]
-    await outbox.add(session, *events)
+        if case.is_minor and opened.data_key is not None:
+            need = NeedIn(category="child_protection", priority="high")
+            await needs.record(
+                session=session,
+                outbox=outbox,
+                case=case,
+                data_key=opened.data_key,
+                needs=[need],
+                actor=actor,
+            )
+    return made
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -124,7 +121,7 @@ def _table(model: type[SQLModel]) -> Table:
 async def _case_numbers(
     session: AsyncSession, settings: IntakeSettings, year: int, count: int
 ) -> list[str]:
-    """`count` case numbers of `year`, taken from its counter at once."""
+    """`count` human case numbers of `year` (`<prefix>-<year>-<number>`), taken at once."""
     dialect = session.get_bind().dialect.name
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     last = col(CaseCounter.last)
