@@ -282,6 +282,36 @@ async def test_reimport_changes_nothing_and_a_changed_row_updates(intake: Intake
     assert len(recorder.of_type("icrs.case.updated")) == 2  # the caseworker's and the import's
 
 
+async def test_an_erased_person_is_not_registered_again(intake: Intake) -> None:
+    rows: Rows = [row(i) for i in range(1, 4)]
+    assert (await imported(intake, csv_file(rows)))["created"] == 3
+    caseworker = intake.headers("cases:read", "cases:write")
+    found = await intake.client.get(
+        "/v1/cases", params={"external_id": "GOV-00002"}, headers=caseworker
+    )
+    [erased] = found.json()["items"]
+    r = await intake.client.delete(f"/v1/cases/{erased['id']}", headers=caseworker)
+    assert r.status_code == 204
+
+    again = await imported(intake, csv_file(rows))
+    assert (again["unchanged"], again["rejected"], again["created"]) == (2, 1, 0)
+    [(number, field, reason)] = await all_rejections(intake, again["id"])
+    assert (number, field) == (2, "external_id")
+    assert "erased" in reason
+    assert await count_cases(intake) == 3
+    # Another organization's registry may still hold the same id for its own person.
+    other = uuid.uuid4()
+    r = await intake.client.post(
+        "/v1/imports",
+        content=csv_file(rows),
+        headers={**intake.headers("cases:import", organization_id=other), "Content-Type": CSV},
+    )
+    report = await finished(
+        intake.client, r.headers["location"], intake.headers("cases:import", organization_id=other)
+    )
+    assert report["created"] == 3
+
+
 async def test_refusals(intake: Intake, monkeypatch: pytest.MonkeyPatch) -> None:
     content = csv_file([row(1)])
     r = await post(intake, content, "application/json")

@@ -225,11 +225,15 @@ async def close_case(
     ),
 )
 async def erase_case(
-    case_id: CaseId, caller: Writer, session: SessionDep, runtime: RuntimeDep
+    case_id: CaseId, caller: Writer, session: SessionDep, runtime: RuntimeDep, keyring: KeyringDep
 ) -> Response:
     case = await cases.get(session, case_id, organization_of(caller))
     await cases.erase(
-        session=session, outbox=runtime.messaging.outbox, case=case, actor=caller.client_id
+        session=session,
+        outbox=runtime.messaging.outbox,
+        keyring=keyring,
+        case=case,
+        actor=caller.client_id,
     )
     await session.commit()
     await runtime.db.forget_deleted()

@@ -40,3 +40,9 @@ def index_digests(
     rows |= {("sound", keyring.blind("sound", sound(t))) for t in name_tokens if sound(t)}
     rows |= {("doc", keyring.blind("doc", document_key(t, n))) for t, n in documents}
     return rows
+
+
+def erased_key(organization_id: object, external_id: str) -> str:
+    """What an erased case keeps of its external id (keyed-hashed as `erased`): enough for
+    an import to refuse to register the person again, nothing to find them by."""
+    return f"{organization_id}:{external_id}"

@@ -26,7 +26,7 @@ from . import dedup
 from . import profile as profiles
 from .create import create_cases
 from .events import case_event
-from .names import index_digests
+from .names import erased_key, index_digests
 from .opened import Opened
 from .profile import age_band, age_on
 from .schemas import CaseCreate, CasePatch, DuplicateCandidate, Person, Profile
@@ -187,15 +187,21 @@ async def close(*, session: AsyncSession, outbox: Outbox, case: Case, actor: str
     return case
 
 
-async def erase(*, session: AsyncSession, outbox: Outbox, case: Case, actor: str) -> Case:
+async def erase(
+    *, session: AsyncSession, outbox: Outbox, keyring: Keyring, case: Case, actor: str
+) -> Case:
     """Crypto-shredding: the data key goes, and with it every ciphertext's meaning; the
-    ciphertexts and keyed hashes go too. Ids, codes and history stay."""
+    ciphertexts and keyed hashes go too. Ids, codes and history stay, and a keyed hash of
+    the external id, so that an import does not register the person again."""
     if case.status == "erased":
         return case
     await session.execute(delete(CaseKey).where(col(CaseKey.case_id) == case.id))
     await session.execute(delete(CaseIndex).where(col(CaseIndex.case_id) == case.id))
     await session.execute(update(Need).where(col(Need.case_id) == case.id).values(note=None))
     await session.execute(update(Plan).where(col(Plan.case_id) == case.id).values(content=None))
+    if case.external_id is not None:
+        digest = keyring.blind("erased", erased_key(case.organization_id, case.external_id))
+        session.add(CaseIndex(case_id=case.id, kind="erased", digest=digest))
     now = datetime.now(UTC)
     case.personal = None
     case.source_digest = None

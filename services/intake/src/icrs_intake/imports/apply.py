@@ -12,9 +12,8 @@ A row is known by the keyed hash of its validated content (`Case.source_digest`)
   registry that does not know a phone number does not erase the one a caseworker noted;
 - a case that is closed cannot be changed by an import: the row is rejected.
 
-Erasure removes a case's external id (with its digest), so a row that names an erased
-person's id finds no case and registers them anew; refusing it would need erasure to keep
-a keyed hash of the id, which it does not.
+Erasure removes a case's external id but keeps a keyed hash of it: a row that names an
+erased person's id is rejected, not registered anew.
 """
 
 from __future__ import annotations

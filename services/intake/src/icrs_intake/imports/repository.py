@@ -12,7 +12,9 @@ from sqlalchemy import and_, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from ..models import Case, Import, ImportRejection
+from ..cases.names import erased_key
+from ..crypto import Keyring
+from ..models import Case, CaseIndex, Import, ImportRejection
 from .rows import Rejection
 
 Outcome = Literal["created", "updated", "unchanged", "rejected"]
@@ -133,3 +135,19 @@ async def cases_by_external_id(
     query = select(Case).where(key.in_([(organization_id, e) for e in external_ids]))
     found = (await session.execute(query)).scalars().all()
     return {case.external_id: case for case in found if case.external_id is not None}
+
+
+async def erased_external_ids(
+    session: AsyncSession,
+    keyring: Keyring,
+    organization_id: uuid.UUID,
+    external_ids: Collection[str],
+) -> set[str]:
+    """Those of `external_ids` whose case was erased (known by keyed hash only)."""
+    digests = {keyring.blind("erased", erased_key(organization_id, e)): e for e in external_ids}
+    if not digests:
+        return set()
+    query = select(col(CaseIndex.digest)).where(
+        col(CaseIndex.kind) == "erased", col(CaseIndex.digest).in_(list(digests))
+    )
+    return {digests[d] for d in (await session.execute(query)).scalars().all()}

@@ -186,6 +186,10 @@ async def _apply_rows(job: _Job, session: AsyncSession, rows: Sequence[Row]) -> 
     """Apply `rows` (rejected ones are only counted) and record what they did."""
     ids = [row.case.external_id for row in rows if row.case and row.case.external_id]
     existing = await repository.cases_by_external_id(session, job.organization_id, ids)
+    missing = [i for i in ids if i not in existing]
+    erased = await repository.erased_external_ids(
+        session, job.keyring, job.organization_id, missing
+    )
     tally = Tally()
     new: list[tuple[CaseCreate, bytes]] = []
     for row in rows:
@@ -194,6 +198,10 @@ async def _apply_rows(job: _Job, session: AsyncSession, rows: Sequence[Row]) -> 
             continue
         digest = source_digest(job.keyring, row.case)
         case = existing.get(row.case.external_id)
+        if case is None and row.case.external_id in erased:
+            row.reject("external_id", "this person's data was erased: not registered again")
+            tally.count("rejected")
+            continue
         if case is None:
             new.append((row.case, digest))
             tally.count("created")
