@@ -12,10 +12,10 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icrs_shared.events.catalog import Capacity, Eligibility, ServiceEvent
 from icrs_shared.outbox import Outbox
 
 from ..models import Organization, Service
+from ..organizations.events import service_event
 
 Verb = Literal["published", "updated", "withdrawn"]
 
@@ -29,24 +29,6 @@ def transition(*, before: bool, after: bool) -> Verb | None:
     if after:
         return "updated" if before else "published"
     return "withdrawn" if before else None
-
-
-def service_event(row: Service) -> ServiceEvent:
-    known = set(Eligibility.model_fields)
-    return ServiceEvent(
-        service_id=row.id,
-        organization_id=row.organization_id,
-        category=row.category,
-        status=row.status,
-        service_areas=list(row.service_areas),
-        languages=list(row.languages),
-        eligibility=Eligibility.model_validate(
-            {k: v for k, v in row.eligibility.items() if k in known}
-        ),
-        capacity=Capacity(maximum=row.capacity_maximum, accepting=row.accepting),
-        accept_within_seconds=row.accept_within_seconds,
-        version=row.version,
-    )
 
 
 async def announce(
