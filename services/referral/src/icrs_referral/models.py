@@ -118,5 +118,34 @@ class KnownNeed(Base, table=True):
     updated_at: datetime = _ts(nullable=False)
 
 
+class Referral(Base, table=True):
+    """A referral of one need to one service; re-routing makes a new one (its `attempt`
+    one more, `previous_referral_id` the one it replaces)."""
+
+    __tablename__ = "referrals"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    case_id: uuid.UUID = Field(index=True)
+    need_id: uuid.UUID | None = Field(default=None, index=True)
+    need_category: str = Field(max_length=32)
+    requester_organization_id: uuid.UUID = Field(index=True)
+    organization_id: uuid.UUID = Field(index=True)
+    service_id: uuid.UUID = Field(index=True)
+    status: str = Field(default="requested", max_length=24, index=True)
+    attempt: int = 1
+    previous_referral_id: uuid.UUID | None = None
+    #: The routing decision: the ranked candidates and why the others were left out.
+    routing: dict[str, Any] = _json(dict)
+    reason: str | None = Field(default=None, max_length=32)
+    outcome: str | None = Field(default=None, max_length=64)
+    #: Until when the provider may accept; past it, the referral expires.
+    accept_by: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True, index=True)
+    )
+    version: int = 1
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False, index=True)
+
+
 metadata = Base.metadata
 outbox_table, inbox_table = messaging_tables(metadata)
