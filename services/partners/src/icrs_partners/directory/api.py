@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from icrs_shared.auth import Caller, require_scopes
+from icrs_shared.auth import Caller, require_any_scope, require_scopes
 from icrs_shared.errors import FieldError, Forbidden, Invalid
 from icrs_shared.http import Idempotency, etag, require_if_match, set_etag
 from icrs_shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
@@ -16,7 +16,6 @@ from icrs_shared.runtime import RuntimeDep, SessionDep
 
 from ..models import Service, idempotency_keys
 from . import service as directory
-from .access import require_any_scope
 from .areas import PCODE_QUERY_PATTERN
 from .exporting import export_directory
 from .importing import import_directory

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 
-from icrs_shared.auth import Caller, InsufficientScope, require_scopes
+from .caller import Caller
+from .dependencies import require_scopes
+from .errors import InsufficientScope
 
 
 def require_any_scope(*scopes: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
