@@ -1,5 +1,193 @@
-"""Routes of the referral service."""
+"""Routes of the referral service (contract §6)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlmodel import col
+
+from icrs_shared.auth import Caller, require_any_scope, require_scopes
+from icrs_shared.errors import FieldError, Forbidden, Invalid
+from icrs_shared.http import etag, require_if_match, set_etag
+from icrs_shared.pagination import Cursor, Limit, Page, bad_cursor, decode_cursor, encode_cursor
+from icrs_shared.runtime import RuntimeDep, SessionDep
+
+from . import service
+from .lifecycle import STATUSES, allowed
+from .models import Referral
+from .schemas import ReferralOut, StatusChange
+from .settings import ReferralSettings
+
+router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
+
+Provider = Annotated[Caller, Depends(require_scopes(service.RESPOND))]
+Requester = Annotated[Caller, Depends(require_scopes(service.READ))]
+Party = Annotated[Caller, Depends(require_any_scope(service.READ, service.RESPOND, service.WRITE))]
+Mover = Annotated[Caller, Depends(require_any_scope(service.RESPOND, service.WRITE))]
+StatusFilter = Annotated[
+    list[str] | None,
+    Query(
+        description="Only these statuses.", json_schema_extra={"items": {"enum": list(STATUSES)}}
+    ),
+]
+_ETAG = {"ETag": {"description": "The referral's version.", "schema": {"type": "string"}}}
+
+
+def _settings(request: Request) -> ReferralSettings:
+    settings = request.app.state.runtime.settings
+    assert isinstance(settings, ReferralSettings)
+    return settings
+
+
+async def _page(
+    session: SessionDep,
+    *,
+    party: ColumnElement[bool],
+    statuses: list[str] | None,
+    updated_after: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[ReferralOut]:
+    """Oldest change first, so that polling with `updated_after` misses nothing."""
+    query = select(Referral).where(party)
+    if statuses:
+        if set(statuses) - set(STATUSES):
+            raise Invalid(
+                "unknown status",
+                errors=[FieldError(field="query.status", message="not a status", code="enum")],
+            )
+        query = query.where(col(Referral.status).in_(statuses))
+    if updated_after is not None:
+        query = query.where(col(Referral.updated_at) > updated_after)
+    after = decode_cursor(cursor)
+    if after is not None:
+        try:
+            at, last = datetime.fromisoformat(after["t"]), uuid.UUID(after["id"])
+        except (KeyError, TypeError, ValueError):
+            raise bad_cursor() from None
+        query = query.where(
+            or_(
+                col(Referral.updated_at) > at,
+                and_(col(Referral.updated_at) == at, col(Referral.id) > last),
+            )
+        )
+    query = query.order_by(col(Referral.updated_at), col(Referral.id)).limit(limit)
+    rows = (await session.execute(query)).scalars().all()
+    next_cursor = None
+    if len(rows) == limit:
+        next_cursor = encode_cursor({"t": rows[-1].updated_at.isoformat(), "id": str(rows[-1].id)})
+    return Page[ReferralOut](items=[ReferralOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/inbox",
+    summary="The organization's referral inbox",
+    description="Referrals to the caller's organization's services, oldest change first; "
+    "poll with `updated_after` or follow `next_cursor`.",
+)
+async def inbox(
+    caller: Provider,
+    session: SessionDep,
+    status: StatusFilter = None,
+    updated_after: Annotated[datetime | None, Query()] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[ReferralOut]:
+    org = service.organization(caller)
+    return await _page(
+        session,
+        party=col(Referral.organization_id) == org,
+        statuses=status,
+        updated_after=updated_after,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("", summary="Referrals of the organization's cases")
+async def requested(
+    caller: Requester,
+    session: SessionDep,
+    status: StatusFilter = None,
+    updated_after: Annotated[datetime | None, Query()] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[ReferralOut]:
+    org = service.organization(caller)
+    return await _page(
+        session,
+        party=col(Referral.requester_organization_id) == org,
+        statuses=status,
+        updated_after=updated_after,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/{referral_id}", summary="Read a referral", responses={200: {"headers": _ETAG}})
+async def read(
+    referral_id: uuid.UUID, response: Response, caller: Party, session: SessionDep
+) -> ReferralOut:
+    referral = await service.get_visible(session, referral_id, caller)
+    set_etag(response, etag(referral.id, referral.version))
+    return ReferralOut.of(referral)
+
+
+@router.post(
+    "/{referral_id}/status",
+    summary="Move a referral",
+    description=(
+        "The provider (referrals:respond) sets received, accepted, rejected (with a reason), "
+        "in-progress, on-hold, completed (with an outcome) and failed; the requester "
+        "(referrals:write) sets cancelled and entered-in-error. A move not in the lifecycle "
+        "answers 409 naming the allowed ones; another party's move 403. `If-Match` is "
+        "optional; when sent it must name the current version (412), so two answers at "
+        "once cannot both win."
+    ),
+    responses={200: {"headers": _ETAG}, 409: {"description": "Not allowed from this status."}},
+)
+async def change_status(
+    referral_id: uuid.UUID,
+    body: StatusChange,
+    request: Request,
+    response: Response,
+    caller: Mover,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> ReferralOut:
+    await service.get_visible(session, referral_id, caller)
+    referral = await session.get(
+        Referral, referral_id, with_for_update=True, populate_existing=True
+    )
+    assert referral is not None
+    if request.headers.get("if-match") is not None:
+        require_if_match(request, etag(referral.id, referral.version))
+    sides = service.side(caller, referral)
+    if not sides:
+        raise Forbidden("the token's scopes do not let it move this referral")
+    actor = (
+        "provider"
+        if "provider" in sides
+        and ("requester" not in sides or body.status in allowed(referral.status, "provider"))
+        else "requester"
+    )
+    settings = _settings(request)
+    await service.move(
+        session=session,
+        outbox=runtime.messaging.outbox,
+        referral=referral,
+        target=body.status,
+        actor=actor,
+        actor_id=caller.client_id,
+        reason=body.reason,
+        outcome=body.outcome,
+        max_attempts=settings.referral_max_attempts,
+        now=datetime.now(UTC),
+    )
+    await session.commit()
+    set_etag(response, etag(referral.id, referral.version))
+    return ReferralOut.of(referral)

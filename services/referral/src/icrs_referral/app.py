@@ -12,6 +12,7 @@ from .api import router
 from .consumers import consumers
 from .models import metadata
 from .settings import ReferralSettings
+from .state import start_routing, stop_routing
 
 #: The path prefixes this service owns in the platform's URL space (contract §1).
 PATH_PREFIXES: tuple[str, ...] = ("/v1/referrals", "/v1/webhooks", "/v1/reports/referrals")
@@ -24,6 +25,8 @@ SPEC = ServiceSpec(
     metadata=metadata,
     routers=(router,),
     consumers=consumers,
+    on_start=(start_routing,),
+    on_stop=(stop_routing,),
 )
 
 

@@ -1,0 +1,190 @@
+"""Routing a need: a referral to the best fitting service, or `unmatched` with the reasons.
+
+A need is routed when it is assessed, and again whenever what blocked it may have changed:
+its case or a consent arrived, a service was published or widened, capacity was freed, or
+its referral was rejected or expired (then the services already tried are passed over, up
+to the attempt limit).
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from icrs_shared.events.catalog import ReferralEvent, ReferralUnmatched
+from icrs_shared.outbox import Outbox
+
+from .models import KnownCase, KnownNeed, KnownService, Referral
+from .routing import route
+from .situation import situation
+
+#: Referrals whose service was tried and did not take the need.
+_PASSED = ("rejected", "expired")
+#: How many waiting needs one event re-routes at most (the next events take the rest).
+RETRY_BATCH = 200
+
+
+_ROUTING_LOCK = zlib.crc32(b"icrs-referral:routing")
+
+
+async def routing_lock(session: AsyncSession) -> None:
+    """Take the routing lock until the transaction ends. Whatever routes (an event, a
+    partner's answer, the expiry sweep) takes it first, before any row lock: a need and
+    the consent or service that lets it match, arriving at once, then cannot each miss
+    the other. (SQLite has one writer at a time anyway.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ROUTING_LOCK})
+
+
+def referral_event(referral: Referral) -> ReferralEvent:
+    return ReferralEvent(
+        referral_id=referral.id,
+        case_id=referral.case_id,
+        need_id=referral.need_id,
+        need_category=referral.need_category,
+        requester_organization_id=referral.requester_organization_id,
+        organization_id=referral.organization_id,
+        service_id=referral.service_id,
+        status=referral.status,
+        attempt=referral.attempt,
+        reason=referral.reason,
+        outcome=referral.outcome,
+        previous_referral_id=referral.previous_referral_id,
+    )
+
+
+async def route_need(
+    *,
+    session: AsyncSession,
+    outbox: Outbox,
+    need: KnownNeed,
+    max_attempts: int,
+    now: datetime,
+    previous: Referral | None = None,
+) -> Referral | None:
+    """Refer the need if it is waiting and something fits; else mark it unmatched.
+    Returns the new referral, if one was made."""
+    case = await session.get(KnownCase, need.case_id)
+    if case is None:
+        return None  # the case's event has not come yet: it routes the need when it does
+    if case.status != "open":
+        need.status = "closed"
+        session.add(need)
+        return None
+    earlier = list(
+        (await session.execute(select(Referral).where(col(Referral.need_id) == need.id))).scalars()
+    )
+    if any(r.status not in _PASSED for r in earlier):
+        return None  # referred already, or its referral ended otherwise than passed over
+    if len(earlier) >= max_attempts:
+        await _unmatched(session, outbox, need, ["attempts-exhausted"], len(earlier))
+        return None
+    seen = await situation(session, need, case)
+    decision = route(
+        category=need.category,
+        case=seen.case,
+        services=seen.services,
+        organizations=seen.organizations,
+        consents=seen.consents,
+        loads=seen.loads,
+        acceptance=seen.acceptance,
+        tried=[r.service_id for r in earlier if r.status in _PASSED],
+        now=now,
+    )
+    if decision.chosen is None:
+        await _unmatched(session, outbox, need, decision.reasons, len(earlier))
+        return None
+    chosen = await session.get(KnownService, decision.chosen.service_id)
+    assert chosen is not None
+    referral = Referral(
+        case_id=need.case_id,
+        need_id=need.id,
+        need_category=need.category,
+        requester_organization_id=need.requester_organization_id,
+        organization_id=chosen.organization_id,
+        service_id=chosen.id,
+        attempt=len(earlier) + 1,
+        previous_referral_id=previous.id if previous is not None else None,
+        routing=decision.as_record(),
+        accept_by=now + timedelta(seconds=chosen.accept_within_seconds),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(referral)
+    need.status, need.reasons, need.attempts, need.updated_at = (
+        "referred",
+        [],
+        referral.attempt,
+        now,
+    )
+    session.add(need)
+    await session.flush()
+    verb = "rerouted" if previous is not None else "created"
+    await outbox.emit(
+        session,
+        f"icrs.referral.{verb}",
+        referral_event(referral),
+        subject=referral.id,
+        actororg=referral.requester_organization_id,
+    )
+    return referral
+
+
+async def _unmatched(
+    session: AsyncSession, outbox: Outbox, need: KnownNeed, reasons: list[str], attempts: int
+) -> None:
+    if need.status == "unmatched" and need.reasons == reasons:
+        return  # nothing new to tell
+    need.status, need.reasons = "unmatched", reasons
+    session.add(need)
+    await outbox.emit(
+        session,
+        "icrs.referral.unmatched",
+        ReferralUnmatched(
+            case_id=need.case_id,
+            need_id=need.id,
+            need_category=need.category,
+            requester_organization_id=need.requester_organization_id,
+            reasons=reasons,
+            attempt=attempts,
+        ),
+        subject=need.id,
+        actororg=need.requester_organization_id,
+    )
+
+
+async def waiting_needs(
+    session: AsyncSession, *, case_id: uuid.UUID | None = None, category: str | None = None
+) -> list[KnownNeed]:
+    """Needs not referred yet (open or unmatched), of a case or a category, oldest first."""
+    query = select(KnownNeed).where(col(KnownNeed.status).in_(("open", "unmatched")))
+    if case_id is not None:
+        query = query.where(col(KnownNeed.case_id) == case_id)
+    if category is not None:
+        query = query.where(col(KnownNeed.category) == category)
+    query = query.order_by(col(KnownNeed.created_at)).limit(RETRY_BATCH)
+    return list((await session.execute(query.with_for_update())).scalars())
+
+
+async def route_waiting(
+    *,
+    session: AsyncSession,
+    outbox: Outbox,
+    max_attempts: int,
+    now: datetime,
+    case_id: uuid.UUID | None = None,
+    category: str | None = None,
+) -> int:
+    """Route again the waiting needs of a case or a category; returns how many got referred."""
+    made = 0
+    for need in await waiting_needs(session, case_id=case_id, category=category):
+        referral = await route_need(
+            session=session, outbox=outbox, need=need, max_attempts=max_attempts, now=now
+        )
+        made += referral is not None
+    return made

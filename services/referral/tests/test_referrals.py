@@ -1,0 +1,319 @@
+"""Routing and the referral lifecycle on the real broker and database: the view filled
+by events as the other services publish them, referrals made, answered, re-routed,
+expired, unmatched and matched later, cancelled when consent goes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from icrs_referral.models import KnownNeed, Referral
+from icrs_referral.service import expire_due
+from icrs_shared.events import Envelope
+from icrs_shared.testing import eventually, record
+
+if TYPE_CHECKING:
+    from conftest import Referral as ReferralService
+
+REQUESTER = uuid.uuid4()
+
+
+class World:
+    """Publishes what partners and intake would, and reads what referral made of it."""
+
+    def __init__(self, referral: ReferralService) -> None:
+        self.referral = referral
+        self.case_id = uuid.uuid4()
+
+    async def send(self, source: str, event_type: str, subject: uuid.UUID, **data: Any) -> None:
+        envelope = Envelope(
+            source=f"/icrs/{source}", type=event_type, subject=str(subject), data=data
+        )
+        await self.referral.bus.publish([envelope])
+
+    async def organization(
+        self, *, safeguarding: bool = False, status: str = "active"
+    ) -> uuid.UUID:
+        org = uuid.uuid4()
+        await self.send(
+            "partners",
+            "icrs.organization.verified",
+            org,
+            organization_id=str(org),
+            kind="service_provider",
+            status=status,
+            child_safeguarding=safeguarding,
+        )
+        return org
+
+    async def service(
+        self, org: uuid.UUID, *, category: str = "health", version: int = 1, **changes: Any
+    ) -> uuid.UUID:
+        sid = changes.pop("service_id", None) or uuid.uuid4()
+        data: dict[str, Any] = {
+            "service_id": str(sid),
+            "organization_id": str(org),
+            "category": category,
+            "status": "active",
+            "service_areas": ["SO11"],
+            "languages": [],
+            "eligibility": {"accepts_minors": True},
+            "capacity": {"maximum": 10, "accepting": True},
+            "accept_within_seconds": 3600,
+            "version": version,
+        }
+        data.update(changes)
+        kind = "icrs.service.published" if version == 1 else "icrs.service.updated"
+        await self.send("partners", kind, sid, **data)
+        return sid
+
+    async def case(self, **changes: Any) -> None:
+        data: dict[str, Any] = {
+            "case_id": str(self.case_id),
+            "organization_id": str(REQUESTER),
+            "version": 1,
+            "is_minor": False,
+            "sex": "female",
+            "age_band": "25-34",
+            "area": "SO1101",
+            "languages": ["so"],
+            "beneficiary_category": "ex_combatant",
+            "programme_track": "DDR",
+            "status": "open",
+        }
+        data.update(changes)
+        await self.send("intake", "icrs.case.registered", self.case_id, **data)
+
+    async def consent(self, *categories: str, withdraw: uuid.UUID | None = None) -> uuid.UUID:
+        cid = withdraw or uuid.uuid4()
+        await self.send(
+            "intake",
+            "icrs.consent.withdrawn" if withdraw else "icrs.consent.granted",
+            self.case_id,
+            consent_id=str(cid),
+            case_id=str(self.case_id),
+            organization_id=str(REQUESTER),
+            purposes=["referral"],
+            recipient_categories=list(categories),
+            status="withdrawn" if withdraw else "active",
+        )
+        return cid
+
+    async def need(self, category: str = "health") -> uuid.UUID:
+        need = uuid.uuid4()
+        await self.send(
+            "intake",
+            "icrs.needs.assessed",
+            self.case_id,
+            assessment_id=str(uuid.uuid4()),
+            case_id=str(self.case_id),
+            organization_id=str(REQUESTER),
+            needs=[{"need_id": str(need), "category": category, "priority": "high"}],
+        )
+        return need
+
+    async def referrals(self, need: uuid.UUID) -> list[Referral]:
+        async with self.referral.app.state.runtime.db.sessions() as session:
+            query = select(Referral).where(Referral.need_id == need).order_by(Referral.attempt)  # type: ignore[arg-type]
+            return list((await session.execute(query)).scalars())
+
+    async def wait_referrals(self, need: uuid.UUID, count: int) -> list[Referral]:
+        async def enough() -> bool:
+            return len(await self.referrals(need)) >= count
+
+        await eventually(enough, within=15)
+        return await self.referrals(need)
+
+    async def need_row(self, need: uuid.UUID) -> KnownNeed | None:
+        async with self.referral.app.state.runtime.db.sessions() as session:
+            return await session.get(KnownNeed, need)
+
+    async def wait_need(
+        self, need: uuid.UUID, status: str, reasons: list[str] | None = None
+    ) -> KnownNeed:
+        """Wait for the need's status (and reasons): events may come in any order, so an
+        earlier state may show first."""
+
+        async def reached() -> bool:
+            row = await self.need_row(need)
+            return (
+                row is not None
+                and row.status == status
+                and (reasons is None or row.reasons == reasons)
+            )
+
+        await eventually(reached, within=15)
+        row = await self.need_row(need)
+        assert row is not None
+        return row
+
+    def provider(self, org: uuid.UUID) -> dict[str, str]:
+        return self.referral.issuer.headers(
+            "referrals:respond", organization_id=org, client_id=f"p-{org}"
+        )
+
+    @property
+    def requester(self) -> dict[str, str]:
+        return self.referral.issuer.headers(
+            "referrals:read", "referrals:write", organization_id=REQUESTER, client_id="r"
+        )
+
+    async def move(self, referral_id: uuid.UUID, headers: dict[str, str], **body: Any) -> Any:
+        return await self.referral.client.post(
+            f"/v1/referrals/{referral_id}/status", json=body, headers=headers
+        )
+
+
+async def test_closed_loop(referral: ReferralService) -> None:
+    world = World(referral)
+    events = await record(referral.bus, ["referral.#"])
+    org = await world.organization()
+    sid = await world.service(org)
+    await world.case()
+    await world.consent("health")
+    need = await world.need()
+    [made] = await world.wait_referrals(need, 1)
+    assert (made.service_id, made.organization_id, made.status) == (sid, org, "requested")
+    assert made.routing["chosen"] == str(sid)
+    assert made.accept_by is not None
+
+    inbox = await referral.client.get("/v1/referrals/inbox", headers=world.provider(org))
+    assert [r["id"] for r in inbox.json()["items"]] == [str(made.id)]
+    mine = await referral.client.get("/v1/referrals", headers=world.requester)
+    assert [r["id"] for r in mine.json()["items"]] == [str(made.id)]
+    other = world.provider(uuid.uuid4())
+    assert (await referral.client.get(f"/v1/referrals/{made.id}", headers=other)).status_code == 404
+
+    for status in ("received", "accepted", "in-progress"):
+        r = await world.move(made.id, world.provider(org), status=status)
+        assert r.status_code == 200, r.text
+    r = await world.move(made.id, world.provider(org), status="completed")
+    assert r.status_code == 422  # an outcome is needed
+    r = await world.move(
+        made.id, world.provider(org), status="completed", outcome="service-provided"
+    )
+    assert r.json()["status"] == "completed"
+    seen = await events.wait_for(5)
+    assert [e.type for e in seen] == [
+        "icrs.referral.created",
+        "icrs.referral.received",
+        "icrs.referral.accepted",
+        "icrs.referral.started",
+        "icrs.referral.completed",
+    ]
+    assert seen[-1].data["outcome"] == "service-provided"
+    assert (await world.move(made.id, world.provider(org), status="failed")).status_code == 409
+
+
+async def test_rejection_and_expiry_reroute_then_unmatched(referral: ReferralService) -> None:
+    world = World(referral)
+    orgs = [await world.organization() for _ in range(3)]
+    # The district service first, then the region's, then the country's.
+    first = await world.service(orgs[0], service_areas=["SO1101"])
+    second = await world.service(orgs[1], service_areas=["SO11"])
+    third = await world.service(orgs[2], service_areas=["SO"])
+    await world.case()
+    await world.consent("health")
+    need = await world.need()
+    [one] = await world.wait_referrals(need, 1)
+    assert one.service_id == first
+
+    r = await world.move(one.id, world.provider(orgs[0]), status="rejected", reason="at-capacity")
+    assert r.status_code == 200, r.text
+    two = (await world.wait_referrals(need, 2))[1]
+    assert (two.service_id, two.attempt, two.previous_referral_id) == (second, 2, one.id)
+
+    later = datetime.now(UTC) + timedelta(hours=2)
+    runtime = referral.app.state.runtime
+    assert await expire_due(runtime.db, runtime.messaging.outbox, now=later, max_attempts=3) == 1
+    three = (await world.wait_referrals(need, 3))[2]
+    assert (three.service_id, three.attempt) == (third, 3)
+    assert (await world.referrals(need))[1].status == "expired"
+
+    r = await world.move(three.id, world.provider(orgs[2]), status="rejected", reason="other")
+    assert r.status_code == 200
+    await world.wait_need(need, "unmatched", ["attempts-exhausted"])
+
+
+async def test_unmatched_with_reasons_then_matched_when_a_service_comes(
+    referral: ReferralService,
+) -> None:
+    world = World(referral)
+    org = await world.organization()
+    await world.service(org, category="housing", service_areas=["SO22"])
+    await world.case()
+    await world.consent("housing")
+    need = await world.need("housing")
+    await world.wait_need(need, "unmatched", ["area"])
+    sid = await world.service(org, category="housing")
+    [made] = await world.wait_referrals(need, 1)
+    assert made.service_id == sid
+
+
+async def test_a_minor_goes_to_a_safeguarding_verified_organization_only(
+    referral: ReferralService,
+) -> None:
+    world = World(referral)
+    unverified = await world.organization(safeguarding=False)
+    verified = await world.organization(safeguarding=True)
+    await world.service(unverified, category="child_protection", service_areas=["SO1101"])
+    sid = await world.service(verified, category="child_protection", service_areas=["SO"])
+    await world.case(is_minor=True, age_band="15-17")
+    await world.consent("child_protection")
+    need = await world.need("child_protection")
+    [made] = await world.wait_referrals(need, 1)
+    assert made.service_id == sid
+    assert made.routing["left_out"][0]["reasons"] == ["no-child-safeguarding"]
+
+
+async def test_consent_limits_categories_and_its_withdrawal_cancels(
+    referral: ReferralService,
+) -> None:
+    world = World(referral)
+    events = await record(referral.bus, ["referral.cancelled", "referral.unmatched"])
+    org = await world.organization()
+    await world.service(org, category="legal")
+    await world.service(org, category="health")
+    await world.case()
+    consent = await world.consent("health")
+    legal = await world.need("legal")
+    await world.wait_need(legal, "unmatched", ["no-consent"])
+    health = await world.need("health")
+    await world.wait_referrals(health, 1)
+    await world.consent(withdraw=consent)
+
+    async def cancelled() -> bool:
+        return (await world.referrals(health))[0].status == "cancelled"
+
+    await eventually(cancelled, within=15)
+    assert (await world.referrals(health))[0].reason == "consent-withdrawn"
+    await eventually(lambda: any(e.type == "icrs.referral.cancelled" for e in events.events))
+
+
+async def test_capacity_full_waits_and_freed_capacity_matches(referral: ReferralService) -> None:
+    world = World(referral)
+    org = await world.organization()
+    await world.service(org, capacity={"maximum": 1, "accepting": True})
+    await world.case()
+    await world.consent("health")
+    first = await world.need()
+    [one] = await world.wait_referrals(first, 1)
+    second = await world.need()
+    await world.wait_need(second, "unmatched", ["at-capacity"])
+    r = await world.move(one.id, world.requester, status="cancelled")
+    assert r.status_code == 200, r.text
+    [made] = await world.wait_referrals(second, 1)
+    assert made.service_id == one.service_id
+
+
+async def test_women_only_service(referral: ReferralService) -> None:
+    world = World(referral)
+    org = await world.organization()
+    await world.service(org, category="gbv", eligibility={"sexes": ["female"]})
+    await world.case(sex="male")
+    await world.consent("gbv")
+    need = await world.need("gbv")
+    await world.wait_need(need, "unmatched", ["sex"])
