@@ -317,3 +317,38 @@ async def test_women_only_service(referral: ReferralService) -> None:
     await world.consent("gbv")
     need = await world.need("gbv")
     await world.wait_need(need, "unmatched", ["sex"])
+
+
+async def test_a_manual_referral_is_still_checked(referral: ReferralService) -> None:
+    world = World(referral)
+    org = await world.organization()
+    near = await world.service(org, service_areas=["SO1101"])
+    far = await world.service(org, service_areas=["SO22"])
+    full = await world.service(org, capacity={"maximum": 0, "accepting": True})
+    await world.case()
+    await world.consent("health")
+    need = await world.need()
+    [auto] = await world.wait_referrals(need, 1)
+    assert auto.service_id == near
+
+    async def refer(service_id: uuid.UUID, headers: dict[str, str] | None = None) -> Any:
+        return await referral.client.post(
+            "/v1/referrals",
+            json={"need_id": str(need), "service_id": str(service_id)},
+            headers=headers or world.requester,
+        )
+
+    r = await refer(far)
+    assert r.status_code == 409  # referred already
+    assert (await world.move(auto.id, world.requester, status="cancelled")).status_code == 200
+    r = await refer(far)
+    assert r.status_code == 409
+    assert r.json()["type"] == "urn:icrs:problem:service-does-not-fit"
+    assert r.json()["reasons"] == ["area"]
+    assert (await refer(full)).json()["reasons"] == ["at-capacity"]
+    other = referral.issuer.headers("referrals:write", organization_id=uuid.uuid4())
+    assert (await refer(near, other)).status_code == 404
+    r = await refer(near)
+    assert r.status_code == 201, r.text
+    assert r.json()["routing"] == {"chosen": str(near), "manual": True, "reasons": []}
+    assert r.json()["attempt"] == 2

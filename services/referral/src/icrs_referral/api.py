@@ -19,7 +19,8 @@ from icrs_shared.runtime import RuntimeDep, SessionDep
 from . import service
 from .lifecycle import STATUSES, allowed
 from .models import Referral
-from .schemas import ReferralOut, StatusChange
+from .router import routing_lock
+from .schemas import ManualReferral, ReferralOut, StatusChange
 from .settings import ReferralSettings
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
@@ -27,6 +28,7 @@ router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
 Provider = Annotated[Caller, Depends(require_scopes(service.RESPOND))]
 Requester = Annotated[Caller, Depends(require_scopes(service.READ))]
 Party = Annotated[Caller, Depends(require_any_scope(service.READ, service.RESPOND, service.WRITE))]
+Writer = Annotated[Caller, Depends(require_scopes(service.WRITE))]
 Mover = Annotated[Caller, Depends(require_any_scope(service.RESPOND, service.WRITE))]
 StatusFilter = Annotated[
     list[str] | None,
@@ -128,6 +130,39 @@ async def requested(
     )
 
 
+@router.post(
+    "",
+    status_code=201,
+    summary="Refer a need to a chosen service",
+    description=(
+        "For a need of the caller's organization's case that has no live referral. The "
+        "service must still fit (area, eligibility, minors, consent, capacity): otherwise "
+        "409 `service-does-not-fit` with the reasons."
+    ),
+    responses={201: {"headers": _ETAG}, 409: {"description": "Referred already, or no fit."}},
+)
+async def refer(
+    body: ManualReferral,
+    response: Response,
+    caller: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> ReferralOut:
+    await routing_lock(session)
+    referral = await service.refer_manually(
+        session=session,
+        outbox=runtime.messaging.outbox,
+        caller=caller,
+        need_id=body.need_id,
+        service_id=body.service_id,
+        now=datetime.now(UTC),
+    )
+    await session.commit()
+    set_etag(response, etag(referral.id, referral.version))
+    response.headers["Location"] = f"/v1/referrals/{referral.id}"
+    return ReferralOut.of(referral)
+
+
 @router.get("/{referral_id}", summary="Read a referral", responses={200: {"headers": _ETAG}})
 async def read(
     referral_id: uuid.UUID, response: Response, caller: Party, session: SessionDep
@@ -160,6 +195,7 @@ async def change_status(
     runtime: RuntimeDep,
 ) -> ReferralOut:
     await service.get_visible(session, referral_id, caller)
+    await routing_lock(session)  # before the referral's row lock, as every router does
     referral = await session.get(
         Referral, referral_id, with_for_update=True, populate_existing=True
     )

@@ -101,27 +101,46 @@ async def route_need(
         return None
     chosen = await session.get(KnownService, decision.chosen.service_id)
     assert chosen is not None
+    return await refer(
+        session=session,
+        outbox=outbox,
+        need=need,
+        service=chosen,
+        attempt=len(earlier) + 1,
+        routing=decision.as_record(),
+        now=now,
+        previous=previous,
+    )
+
+
+async def refer(
+    *,
+    session: AsyncSession,
+    outbox: Outbox,
+    need: KnownNeed,
+    service: KnownService,
+    attempt: int,
+    routing: dict[str, object],
+    now: datetime,
+    previous: Referral | None = None,
+) -> Referral:
+    """Make the referral of `need` to `service`, and say so."""
     referral = Referral(
         case_id=need.case_id,
         need_id=need.id,
         need_category=need.category,
         requester_organization_id=need.requester_organization_id,
-        organization_id=chosen.organization_id,
-        service_id=chosen.id,
-        attempt=len(earlier) + 1,
+        organization_id=service.organization_id,
+        service_id=service.id,
+        attempt=attempt,
         previous_referral_id=previous.id if previous is not None else None,
-        routing=decision.as_record(),
-        accept_by=now + timedelta(seconds=chosen.accept_within_seconds),
+        routing=routing,
+        accept_by=now + timedelta(seconds=service.accept_within_seconds),
         created_at=now,
         updated_at=now,
     )
     session.add(referral)
-    need.status, need.reasons, need.attempts, need.updated_at = (
-        "referred",
-        [],
-        referral.attempt,
-        now,
-    )
+    need.status, need.reasons, need.attempts, need.updated_at = "referred", [], attempt, now
     session.add(need)
     await session.flush()
     verb = "rerouted" if previous is not None else "created"

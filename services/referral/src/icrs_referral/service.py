@@ -15,14 +15,15 @@ from sqlmodel import col
 
 from icrs_shared.auth import Caller
 from icrs_shared.db import Database
-from icrs_shared.errors import Forbidden, NotFound
+from icrs_shared.errors import Conflict, Forbidden, NotFound
 from icrs_shared.outbox import Outbox
 
 from . import lifecycle
 from .lifecycle import AWAITING, LIVE
-from .models import KnownConsent, KnownNeed, Referral
-from .router import referral_event, route_need, route_waiting, routing_lock
-from .situation import consent_view
+from .models import KnownCase, KnownConsent, KnownNeed, KnownService, Referral
+from .router import refer, referral_event, route_need, route_waiting, routing_lock
+from .routing import reasons_against
+from .situation import consent_view, service_view, situation
 
 _EXPIRY_LOCK = zlib.crc32(b"icrs-referral:expiry")
 RESPOND, WRITE, READ = "referrals:respond", "referrals:write", "referrals:read"
@@ -185,3 +186,55 @@ async def expire_due(db: Database, outbox: Outbox, *, now: datetime, max_attempt
                 now=now,
             )
     return len(due)
+
+
+class DoesNotFit(Conflict):
+    code, title = "service-does-not-fit", "The service does not fit"
+
+
+async def refer_manually(
+    *,
+    session: AsyncSession,
+    outbox: Outbox,
+    caller: Caller,
+    need_id: uuid.UUID,
+    service_id: uuid.UUID,
+    now: datetime,
+) -> Referral:
+    """The requester refers a need of its own to a service it chose, which must still fit
+    (area, eligibility, minors, consent, capacity); 409 with the reasons otherwise."""
+    need = await session.get(KnownNeed, need_id, with_for_update=True)
+    if need is None or need.requester_organization_id != organization(caller):
+        raise NotFound("no such need")
+    case = await session.get(KnownCase, need.case_id)
+    if case is None or case.status != "open":
+        raise Conflict("the need's case is not open")
+    earlier = list(
+        (await session.execute(select(Referral).where(col(Referral.need_id) == need.id))).scalars()
+    )
+    if any(r.status in LIVE for r in earlier):
+        raise Conflict("the need is referred already: cancel that referral first")
+    chosen = await session.get(KnownService, service_id)
+    if chosen is None or chosen.category != need.category:
+        raise NotFound(f"no {need.category} service with this id")
+    seen = await situation(session, need, case)
+    reasons = reasons_against(
+        service_view(chosen),
+        seen.organizations.get(chosen.organization_id),
+        seen.case,
+        need.category,
+        seen.consents,
+        seen.loads.get(chosen.id, 0),
+        now,
+    )
+    if reasons:
+        raise DoesNotFit("the chosen service cannot take this need", extra={"reasons": reasons})
+    return await refer(
+        session=session,
+        outbox=outbox,
+        need=need,
+        service=chosen,
+        attempt=len(earlier) + 1,
+        routing={"chosen": str(chosen.id), "manual": True, "reasons": []},
+        now=now,
+    )
