@@ -16,16 +16,25 @@ from pydantic import AfterValidator, Field, StringConstraints
 # (bidirectional overrides, zero-width spaces, BOM) can disguise a name and is refused.
 _JOINERS = {"\u200c", "\u200d"}
 _REFUSED_CATEGORIES = {"Cc", "Cs", "Co", "Cn", "Zl", "Zp"}
+_LINE_BREAKS = {"\n", "\r", "\t"}
+
+
+def visible_text(value: str, *, multiline: bool = False) -> str:
+    """NFC text without characters that could disguise or break it; line breaks and tabs
+    kept when `multiline`, else inner runs of space collapsed to one."""
+    value = unicodedata.normalize("NFC", value)
+    for ch in value:
+        if multiline and ch in _LINE_BREAKS:
+            continue
+        category = unicodedata.category(ch)
+        if category in _REFUSED_CATEGORIES or (category == "Cf" and ch not in _JOINERS):
+            raise ValueError(f"must not contain the character U+{ord(ch):04X}")
+    return value if multiline else " ".join(value.split())
 
 
 def plain_text(value: str) -> str:
     """One line of visible text, NFC-normalized, inner runs of spaces collapsed."""
-    value = unicodedata.normalize("NFC", value)
-    for ch in value:
-        category = unicodedata.category(ch)
-        if category in _REFUSED_CATEGORIES or (category == "Cf" and ch not in _JOINERS):
-            raise ValueError(f"must not contain the character U+{ord(ch):04X}")
-    value = " ".join(value.split())
+    value = visible_text(value)
     if not value:
         raise ValueError("must not be blank")
     return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -20,6 +19,8 @@ from pydantic import (
     field_validator,
 )
 
+from icrs_shared.text import plain_text, visible_text
+
 from ..models import Service
 from .areas import normalize_pcode
 from .durations import format_duration, parse_duration
@@ -34,26 +35,6 @@ _URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 _EMAIL = re.compile(
     r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,63}$"
 )
-_TEXT_BREAKS = {"\n", "\r", "\t"}
-
-
-def _visible(value: str, *, multiline: bool) -> str:
-    value = unicodedata.normalize("NFC", value)
-    for ch in value:
-        if ch in _TEXT_BREAKS and multiline:
-            continue
-        if unicodedata.category(ch) in {"Cc", "Cs", "Co", "Cn", "Zl", "Zp"}:
-            raise ValueError(f"must not contain the character U+{ord(ch):04X}")
-        if unicodedata.category(ch) == "Cf" and ch not in {"\u200c", "\u200d"}:
-            raise ValueError(f"must not contain the character U+{ord(ch):04X}")
-    return value if multiline else " ".join(value.split())
-
-
-def _name(value: str) -> str:
-    value = _visible(value, multiline=False)
-    if not value:
-        raise ValueError("must not be blank")
-    return value
 
 
 def _language(value: str) -> str:
@@ -88,12 +69,12 @@ def _unique(values: list[Any]) -> list[Any]:
 
 
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_name)
+    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(plain_text)
 ]
 Description = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=5000),
-    AfterValidator(lambda v: _visible(v, multiline=True)),
+    AfterValidator(lambda v: visible_text(v, multiline=True)),
 ]
 Language = Annotated[
     str,
