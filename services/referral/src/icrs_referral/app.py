@@ -13,6 +13,8 @@ from .consumers import consumers
 from .models import metadata
 from .settings import ReferralSettings
 from .state import start_routing, stop_routing
+from .webhooks.api import router as webhooks_router
+from .webhooks.state import start_webhooks, stop_webhooks
 
 #: The path prefixes this service owns in the platform's URL space (contract §1).
 PATH_PREFIXES: tuple[str, ...] = ("/v1/referrals", "/v1/webhooks", "/v1/reports/referrals")
@@ -23,10 +25,10 @@ SPEC = ServiceSpec(
     title="ICRS referral",
     description="routing, the closed-loop referral lifecycle, the partner inbox and webhooks.",
     metadata=metadata,
-    routers=(router,),
+    routers=(router, webhooks_router),
     consumers=consumers,
-    on_start=(start_routing,),
-    on_stop=(stop_routing,),
+    on_start=(start_routing, start_webhooks),
+    on_stop=(stop_webhooks, stop_routing),
 )
 
 

@@ -22,9 +22,12 @@ from icrs_shared.outbox import Outbox
 from . import view
 from .router import route_need, route_waiting, routing_lock
 from .service import cancel_uncovered
+from .webhooks.consumer import webhook_consumers
 
-#: Declared for the service's spec; the routing handlers are subscribed at start.
+#: The service's declared consumers (webhook deliveries); the routing handlers are
+#: subscribed at start.
 consumers = Consumers()
+consumers.items.extend(webhook_consumers.items)
 
 BINDINGS = ("organization.*", "service.*", "case.*", "consent.*", "needs.assessed")
 

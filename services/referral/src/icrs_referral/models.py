@@ -149,3 +149,6 @@ class Referral(Base, table=True):
 
 metadata = Base.metadata
 outbox_table, inbox_table = messaging_tables(metadata)
+
+# Webhook tables live in this registry too (imported last: they subclass `Base`).
+from .webhooks import models as webhook_models  # noqa: E402, F401
