@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from icrs_intake.app import create_app
-from icrs_intake.reports.service import protect
 from icrs_intake.settings import IntakeSettings
 from icrs_shared.bus import InProcessBus
+from icrs_shared.disclosure import protect
 from icrs_shared.errors import PROBLEM_JSON
 from icrs_shared.testing.tokens import TestIssuer
 

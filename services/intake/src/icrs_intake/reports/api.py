@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from icrs_shared.auth import Caller, require_scopes
+from icrs_shared.disclosure import THRESHOLD
 from icrs_shared.errors import FieldError, Invalid
 from icrs_shared.runtime import SessionDep
 from icrs_shared.vocabulary import ProgrammeTrack
@@ -28,13 +29,13 @@ in clear; no personal data is read.
 
 Small cells are withheld, so that no one can be singled out:
 
-- **Primary suppression**: a count from 1 to {reports.THRESHOLD - 1} is shown as
+- **Primary suppression**: a count from 1 to {THRESHOLD - 1} is shown as
   `{{"value": ..., "count": null, "suppressed": true}}`.
 - **Complementary suppression**, in each dimension on its own: the total minus the shown
   cells gives the sum of the withheld ones. So while only one cell of a dimension is
   withheld, or its withheld cells could only all be ones (their sum equals their number),
   the smallest shown cell (on a tie, the first by value) is withheld too.
-- **Total**: a total from 1 to {reports.THRESHOLD - 1} is withheld (`total: null`,
+- **Total**: a total from 1 to {THRESHOLD - 1} is withheld (`total: null`,
   `total_suppressed: true`), and then every cell is too. Any other total is exact.
 
 Values without cases are not listed; the cells of a dimension are in the order of their

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-
-class Cell(BaseModel):
-    """The cases that share one value of a dimension."""
-
-    value: str = Field(description="The code, age band or area code prefix counted.")
-    count: int | None = Field(description="How many cases; null when suppressed.")
-    suppressed: bool = Field(default=False, description="The count is withheld.")
+from icrs_shared.disclosure import Cell
 
 
 class Breakdown(BaseModel):
