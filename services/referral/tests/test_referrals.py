@@ -352,3 +352,44 @@ async def test_a_manual_referral_is_still_checked(referral: ReferralService) -> 
     assert r.status_code == 201, r.text
     assert r.json()["routing"] == {"chosen": str(near), "manual": True, "reasons": []}
     assert r.json()["attempt"] == 2
+
+
+async def test_the_referral_report(referral: ReferralService) -> None:
+    world = World(referral)
+    org = await world.organization()
+    await world.service(org, capacity={"maximum": 20, "accepting": True})
+    await world.case()
+    await world.consent("health", "legal")
+    needs = [await world.need() for _ in range(6)]
+    made = [(await world.wait_referrals(n, 1))[0] for n in needs]
+    for i, one in enumerate(made):
+        assert (await world.move(one.id, world.provider(org), status="accepted")).status_code == 200
+        if i < 5:
+            r = await world.move(
+                one.id, world.provider(org), status="completed", outcome="service-provided"
+            )
+            assert r.status_code == 200
+    legal = await world.need("legal")
+    await world.wait_need(legal, "unmatched", ["no-service"])
+
+    reports = referral.issuer.headers("reports:read", organization_id=REQUESTER)
+    body = (await referral.client.get("/v1/reports/referrals", headers=reports)).json()
+    assert body["total"] == 6
+    assert body["by"]["need_category"] == [{"value": "health", "count": 6, "suppressed": False}]
+    assert body["by"]["area"] == [{"value": "SO11", "count": 6, "suppressed": False}]
+    # One accepted, five completed: the one is withheld, and so the five too.
+    assert [c["suppressed"] for c in body["by"]["status"]] == [True, True]
+    assert body["acceptance_rate"] == 1.0
+    assert body["median_hours_to_accept"] is not None
+    assert body["median_hours_to_complete"] is not None
+    assert body["unmatched_by_reason"] == [
+        {"value": "no-service", "count": None, "suppressed": True}
+    ]
+    provider = referral.issuer.headers("reports:read", organization_id=org)
+    theirs = await referral.client.get(
+        "/v1/reports/referrals", params={"side": "provider"}, headers=provider
+    )
+    assert theirs.json()["total"] == 6
+    assert theirs.json()["unmatched_by_reason"] == []
+    none = referral.issuer.headers("referrals:read", organization_id=REQUESTER)
+    assert (await referral.client.get("/v1/reports/referrals", headers=none)).status_code == 403

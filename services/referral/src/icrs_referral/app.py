@@ -11,6 +11,7 @@ from icrs_shared.runtime import ServiceSpec, build_app
 from .api import router
 from .consumers import consumers
 from .models import metadata
+from .reports.api import router as reports_router
 from .settings import ReferralSettings
 from .state import start_routing, stop_routing
 from .webhooks.api import router as webhooks_router
@@ -25,7 +26,7 @@ SPEC = ServiceSpec(
     title="ICRS referral",
     description="routing, the closed-loop referral lifecycle, the partner inbox and webhooks.",
     metadata=metadata,
-    routers=(router, webhooks_router),
+    routers=(router, webhooks_router, reports_router),
     consumers=consumers,
     on_start=(start_routing, start_webhooks),
     on_stop=(stop_webhooks, stop_routing),

@@ -147,6 +147,20 @@ class Referral(Base, table=True):
     updated_at: datetime = _ts(nullable=False, index=True)
 
 
+class ReferralTransition(Base, table=True):
+    """A referral's history: each move, when and by whom (a client id, never a person)."""
+
+    __tablename__ = "referral_transitions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    referral_id: uuid.UUID = Field(index=True)
+    from_status: str | None = Field(default=None, max_length=24)
+    to_status: str = Field(max_length=24, index=True)
+    actor: str = Field(max_length=16)
+    actor_id: str | None = Field(default=None, max_length=64)
+    at: datetime = _ts(nullable=False)
+
+
 metadata = Base.metadata
 outbox_table, inbox_table = messaging_tables(metadata)
 

@@ -19,7 +19,7 @@ from sqlmodel import col
 from icrs_shared.events.catalog import ReferralEvent, ReferralUnmatched
 from icrs_shared.outbox import Outbox
 
-from .models import KnownCase, KnownNeed, KnownService, Referral
+from .models import KnownCase, KnownNeed, KnownService, Referral, ReferralTransition
 from .routing import route
 from .situation import situation
 
@@ -142,6 +142,9 @@ async def refer(
     session.add(referral)
     need.status, need.reasons, need.attempts, need.updated_at = "referred", [], attempt, now
     session.add(need)
+    session.add(
+        ReferralTransition(referral_id=referral.id, to_status="requested", actor="platform", at=now)
+    )
     await session.flush()
     verb = "rerouted" if previous is not None else "created"
     await outbox.emit(

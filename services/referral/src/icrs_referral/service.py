@@ -20,7 +20,14 @@ from icrs_shared.outbox import Outbox
 
 from . import lifecycle
 from .lifecycle import AWAITING, LIVE
-from .models import KnownCase, KnownConsent, KnownNeed, KnownService, Referral
+from .models import (
+    KnownCase,
+    KnownConsent,
+    KnownNeed,
+    KnownService,
+    Referral,
+    ReferralTransition,
+)
 from .router import refer, referral_event, route_need, route_waiting, routing_lock
 from .routing import reasons_against
 from .situation import consent_view, service_view, situation
@@ -80,6 +87,16 @@ async def move(
         referral.outcome = outcome
     referral.version += 1
     session.add(referral)
+    session.add(
+        ReferralTransition(
+            referral_id=referral.id,
+            from_status=current,
+            to_status=target,
+            actor=actor,
+            actor_id=actor_id,
+            at=now,
+        )
+    )
     await session.flush()
     await outbox.emit(
         session,

@@ -1,0 +1,47 @@
+"""`GET /v1/reports/referrals`: referral statistics, small cells suppressed."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from icrs_shared.auth import Caller, require_scopes
+from icrs_shared.disclosure import THRESHOLD
+from icrs_shared.runtime import SessionDep
+
+from ..service import organization
+from .service import ReferralReport, Side, referral_report
+
+router = APIRouter(tags=["reports"])
+
+
+@router.get(
+    "/v1/reports/referrals",
+    summary="Referral statistics",
+    description=(
+        "The referrals the caller's organization made (`side=requester`, the default) or "
+        "received (`side=provider`): counts by need category, area and status, acceptance "
+        "rate, median hours to accept and to complete, and the requester's unmatched needs "
+        f"by reason. Counts from 1 to {THRESHOLD - 1} are withheld, with complementary "
+        "suppression in each dimension; a rate or a median is null when it rests on fewer "
+        f"than {THRESHOLD} referrals."
+    ),
+)
+async def report(
+    caller: Annotated[Caller, Depends(require_scopes("reports:read"))],
+    session: SessionDep,
+    side: Side = "requester",
+    area_level: Annotated[int, Query(ge=2, le=16)] = 4,
+    since: Annotated[date | None, Query()] = None,
+    until: Annotated[date | None, Query()] = None,
+) -> ReferralReport:
+    return await referral_report(
+        session=session,
+        organization_id=organization(caller),
+        side=side,
+        area_level=area_level,
+        since=since,
+        until=until,
+    )
