@@ -393,3 +393,27 @@ async def test_the_referral_report(referral: ReferralService) -> None:
     assert theirs.json()["unmatched_by_reason"] == []
     none = referral.issuer.headers("referrals:read", organization_id=REQUESTER)
     assert (await referral.client.get("/v1/reports/referrals", headers=none)).status_code == 403
+
+
+async def test_erasure_cancels_the_cases_live_referrals(referral: ReferralService) -> None:
+    world = World(referral)
+    org = await world.organization()
+    await world.service(org)
+    await world.case()
+    await world.consent("health")
+    need = await world.need()
+    [made] = await world.wait_referrals(need, 1)
+    await world.send(
+        "intake",
+        "icrs.case.erased",
+        world.case_id,
+        case_id=str(world.case_id),
+        organization_id=str(REQUESTER),
+    )
+
+    async def cancelled() -> bool:
+        return (await world.referrals(need))[0].status == "cancelled"
+
+    await eventually(cancelled, within=15)
+    assert (await world.referrals(need))[0].reason == "case-erased"
+    assert made.id == (await world.referrals(need))[0].id
