@@ -13,6 +13,7 @@ from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import Conflict, FieldError, Invalid, PreconditionFailed, PreconditionRequired
@@ -157,3 +158,19 @@ class Idempotency:
                 created_at=datetime.now(UTC),
             )
         )
+
+    async def commit(self, session: AsyncSession, request: Request) -> Response | None:
+        """Commit what was saved with the creation. When a concurrent request with the same
+        key committed first (the key's primary key refused this one), undo this one and
+        return that request's answer to give instead."""
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            if self.key is None:
+                raise
+            first = await Idempotency.begin(session, self.table, request, self.client_id)
+            if first.replay is None:
+                raise
+            return first.replay
+        return None

@@ -8,8 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from icrs_shared.auth import Caller, require_scopes
 from icrs_shared.errors import PROBLEM_JSON, problem_body
@@ -59,30 +57,6 @@ def _precondition(request: Request) -> service.Precondition | None:
     return lambda current: require_if_match(request, current)
 
 
-async def _commit_once(
-    session: AsyncSession,
-    idem: Idempotency,
-    request: Request,
-    caller: Caller,
-    *,
-    status: int,
-    body: Any,
-    headers: dict[str, str],
-) -> Response | None:
-    """Store the answer under the Idempotency-Key and commit. When a concurrent request
-    with the same key committed first, undo this one and answer as that one did."""
-    await idem.save(session, status, body, headers)
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        first = await Idempotency.begin(session, idempotency_keys, request, caller.client_id)
-        if first.replay is None:
-            raise
-        return first.replay
-    return None
-
-
 # Organizations -------------------------------------------------------------------
 
 
@@ -113,9 +87,8 @@ async def register_organization(
     )
     content = jsonable_encoder(OrganizationOut.of(org, show_contact=True))
     headers = {"Location": f"/v1/organizations/{org.id}", "ETag": etag(org.id, org.version)}
-    replay = await _commit_once(
-        session, idem, request, caller, status=201, body=content, headers=headers
-    )
+    await idem.save(session, 201, content, headers)
+    replay = await idem.commit(session, request)
     return replay or JSONResponse(content, status_code=201, headers=headers)
 
 
@@ -285,15 +258,8 @@ async def issue_client(
         detail="a client was issued for this Idempotency-Key; its secret is shown only once",
         extra={"client_id": client.client_id, "organization_id": str(organization_id)},
     )
-    replay = await _commit_once(
-        session,
-        idem,
-        request,
-        caller,
-        status=409,
-        body=already,
-        headers={"Content-Type": PROBLEM_JSON},
-    )
+    await idem.save(session, 409, already, {"Content-Type": PROBLEM_JSON})
+    replay = await idem.commit(session, request)
     if replay is not None:
         return replay
     issued = ClientIssued(

@@ -7,12 +7,11 @@ A provider wants its inbox's events and a requester its referrals' events: eithe
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icrs_shared.auth import Caller, require_any_scope
@@ -51,23 +50,6 @@ async def _webhook(session: AsyncSession, caller: Caller, webhook_id: uuid.UUID)
     )
 
 
-async def _commit_once(
-    session: AsyncSession, idem: Idempotency, request: Request, caller: Caller, body: Any
-) -> Response | None:
-    """Store the answer under the Idempotency-Key and commit. When a concurrent request
-    with the same key committed first, undo this one and answer as that one did."""
-    await idem.save(session, 409, body, {"Content-Type": PROBLEM_JSON})
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        first = await Idempotency.begin(session, idempotency_keys, request, caller.client_id)
-        if first.replay is None:
-            raise
-        return first.replay
-    return None
-
-
 @router.post(
     "",
     status_code=201,
@@ -103,7 +85,8 @@ async def register_webhook(
         detail="a webhook was registered for this Idempotency-Key; its secret is shown only once",
         extra={"webhook_id": str(webhook.id)},
     )
-    replay = await _commit_once(session, idem, request, caller, already)
+    await idem.save(session, 409, already, {"Content-Type": PROBLEM_JSON})
+    replay = await idem.commit(session, request)
     if replay is not None:
         return replay
     created = WebhookCreated(**WebhookOut.model_validate(webhook).model_dump(), secret=secret)
