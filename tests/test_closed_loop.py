@@ -7,6 +7,7 @@ the audit log holds every event."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from icrs_referral.app import create_app as create_referral
 from icrs_referral.settings import ReferralSettings
 from icrs_shared.auth import JWKSCache
 from icrs_shared.bus import RabbitBus
+from icrs_shared.logs import JsonFormatter
 from icrs_shared.testing import eventually, record
 from icrs_shared.testing.databases import create_database, drop_database
 
@@ -118,7 +120,10 @@ async def platform(
         yield Platform(http, apps, admin)
 
 
-async def test_the_closed_loop(platform: Platform, rabbit_bus: RabbitBus) -> None:
+async def test_the_closed_loop(
+    platform: Platform, rabbit_bus: RabbitBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     everything = await record(rabbit_bus, ["#"])
     provider, provider_token = await platform.organization(
         "Hope Clinic",
@@ -268,5 +273,18 @@ async def test_the_closed_loop(platform: Platform, rabbit_bus: RabbitBus) -> Non
         "icrs.referral.completed",
         "icrs.plan.updated",
     } <= types
-    for event in everything.events:
-        assert "Hodan" not in event.to_json().decode()
+
+    # The person's data left intake only through the referral view: not in any event, any
+    # log line (as the services format them), or the audit log's export.
+    personal = ["Hodan", "Abdi", "1996-05-02", "DDR-7788", "Fever for a week"]
+    export = await audit.get("/v1/audit/export", params={"format": "jsonl"}, headers=auditor)
+    assert export.status_code == 200
+    formatter = JsonFormatter()
+    logged = "\n".join(formatter.format(record) for record in caplog.records)
+    for place, text in [
+        ("events", "\n".join(e.to_json().decode() for e in everything.events)),
+        ("logs", logged),
+        ("audit export", export.text),
+    ]:
+        found = [value for value in personal if value in text]
+        assert found == [], f"{found} in the {place}"
