@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -16,6 +18,7 @@ from pydantic import BaseModel
 from .errors import FieldError, Invalid
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Items per page.")]
 Cursor = Annotated[
@@ -53,3 +56,24 @@ def bad_cursor() -> Invalid:
         "the cursor is not valid",
         errors=[FieldError(field="query.cursor", message="not a valid cursor", code="cursor")],
     )
+
+
+def encode_keyset(at: datetime, key: object) -> str:
+    """The cursor after the item sorted at (`at`, `key`): a time and a tie-breaking key."""
+    return encode_cursor({"t": at.isoformat(), "k": str(key)})
+
+
+def decode_keyset(cursor: str | None, key: Callable[[str], K]) -> tuple[datetime, K] | None:
+    """The (time, key) an `encode_keyset` cursor holds, the key made by `key`; a 422
+    naming `cursor` when it holds anything else."""
+    values = decode_cursor(cursor)
+    if values is None:
+        return None
+    try:
+        at = datetime.fromisoformat(str(values["t"]))
+        found = key(str(values["k"]))
+    except (KeyError, TypeError, ValueError):
+        raise bad_cursor() from None
+    if at.tzinfo is None:
+        raise bad_cursor()
+    return at, found

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from icrs_shared.auth import Caller
-from icrs_shared.errors import Forbidden
+from icrs_shared.auth import organization_of
 from icrs_shared.runtime import Runtime
 
 from .crypto import Keyring, load_keyring
@@ -41,13 +39,7 @@ def get_settings(request: Request) -> IntakeSettings:
     return settings
 
 
-def organization_of(caller: Caller) -> uuid.UUID:
-    """The caller's organization: every intake record belongs to one."""
-    try:
-        return uuid.UUID(str(caller.organization_id))
-    except ValueError:
-        raise Forbidden("the token names no organization") from None
-
-
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 SettingsDep = Annotated[IntakeSettings, Depends(get_settings)]
+
+__all__ = ["KeyringDep", "SettingsDep", "organization_of"]

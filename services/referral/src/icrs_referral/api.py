@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlmodel import col
 
-from icrs_shared.auth import Caller, require_any_scope, require_scopes
+from icrs_shared.auth import Caller, organization_of, require_any_scope, require_scopes
 from icrs_shared.errors import FieldError, Forbidden, Invalid
 from icrs_shared.http import etag, require_if_match, set_etag
-from icrs_shared.pagination import Cursor, Limit, Page, bad_cursor, decode_cursor, encode_cursor
+from icrs_shared.pagination import Cursor, Limit, Page, decode_keyset, encode_keyset
 from icrs_shared.runtime import RuntimeDep, SessionDep
 
 from . import service
@@ -65,12 +65,9 @@ async def _page(
         query = query.where(col(Referral.status).in_(statuses))
     if updated_after is not None:
         query = query.where(col(Referral.updated_at) > updated_after)
-    after = decode_cursor(cursor)
+    after = decode_keyset(cursor, uuid.UUID)
     if after is not None:
-        try:
-            at, last = datetime.fromisoformat(after["t"]), uuid.UUID(after["id"])
-        except (KeyError, TypeError, ValueError):
-            raise bad_cursor() from None
+        at, last = after
         query = query.where(
             or_(
                 col(Referral.updated_at) > at,
@@ -81,7 +78,7 @@ async def _page(
     rows = (await session.execute(query)).scalars().all()
     next_cursor = None
     if len(rows) == limit:
-        next_cursor = encode_cursor({"t": rows[-1].updated_at.isoformat(), "id": str(rows[-1].id)})
+        next_cursor = encode_keyset(rows[-1].updated_at, rows[-1].id)
     return Page[ReferralOut](items=[ReferralOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -99,7 +96,7 @@ async def inbox(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ReferralOut]:
-    org = service.organization(caller)
+    org = organization_of(caller)
     return await _page(
         session,
         party=col(Referral.organization_id) == org,
@@ -119,7 +116,7 @@ async def requested(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ReferralOut]:
-    org = service.organization(caller)
+    org = organization_of(caller)
     return await _page(
         session,
         party=col(Referral.requester_organization_id) == org,

@@ -13,9 +13,9 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from icrs_shared.auth import Caller
+from icrs_shared.auth import Caller, organization_of
 from icrs_shared.db import Database
-from icrs_shared.errors import Conflict, Forbidden, NotFound
+from icrs_shared.errors import Conflict, NotFound
 from icrs_shared.outbox import Outbox
 
 from . import lifecycle
@@ -36,16 +36,9 @@ _EXPIRY_LOCK = zlib.crc32(b"icrs-referral:expiry")
 RESPOND, WRITE, READ = "referrals:respond", "referrals:write", "referrals:read"
 
 
-def organization(caller: Caller) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(caller.organization_id))
-    except ValueError:
-        raise Forbidden("the token names no organization") from None
-
-
 def side(caller: Caller, referral: Referral) -> set[str]:
     """Which parties of the referral the caller speaks for."""
-    org = organization(caller)
+    org = organization_of(caller)
     sides = set()
     if org == referral.organization_id and caller.has_scopes(RESPOND):
         sides.add("provider")
@@ -56,7 +49,7 @@ def side(caller: Caller, referral: Referral) -> set[str]:
 
 async def get_visible(session: AsyncSession, referral_id: uuid.UUID, caller: Caller) -> Referral:
     """A referral of the caller's organization as provider or requester; 404 otherwise."""
-    org = organization(caller)
+    org = organization_of(caller)
     referral = await session.get(Referral, referral_id)
     if referral is None or org not in (
         referral.organization_id,
@@ -221,7 +214,7 @@ async def refer_manually(
     """The requester refers a need of its own to a service it chose, which must still fit
     (area, eligibility, minors, consent, capacity); 409 with the reasons otherwise."""
     need = await session.get(KnownNeed, need_id, with_for_update=True)
-    if need is None or need.requester_organization_id != organization(caller):
+    if need is None or need.requester_organization_id != organization_of(caller):
         raise NotFound("no such need")
     case = await session.get(KnownCase, need.case_id)
     if case is None or case.status != "open":

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 
 from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from icrs_shared.pagination import bad_cursor, decode_cursor, encode_cursor
+from icrs_shared.pagination import decode_keyset, encode_keyset
 
 from ..crypto import Keyring
 from ..models import Case, CaseIndex
@@ -45,12 +44,9 @@ async def find(
             .having(func.count(func.distinct(col(CaseIndex.digest))) == len(set(digests)))
         )
         query = query.where(col(Case.id).in_(matching)) if words else query.where(false())
-    after = decode_cursor(cursor)
+    after = decode_keyset(cursor, uuid.UUID)
     if after is not None:
-        try:
-            at, last = datetime.fromisoformat(after["t"]), uuid.UUID(after["id"])
-        except (KeyError, TypeError, ValueError):
-            raise bad_cursor() from None
+        at, last = after
         query = query.where(
             or_(
                 col(Case.created_at) < at,
@@ -62,7 +58,7 @@ async def find(
     next_cursor = None
     if len(rows) == limit:
         tail = rows[-1]
-        next_cursor = encode_cursor({"t": tail.created_at.isoformat(), "id": str(tail.id)})
+        next_cursor = encode_keyset(tail.created_at, tail.id)
     return rows, next_cursor
 
 

@@ -27,11 +27,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icrs_shared.errors import Conflict, FieldError, Invalid, NotFound
+from icrs_shared.errors import Conflict, NotFound
 from icrs_shared.events.catalog import ImportCompleted
 from icrs_shared.http import Idempotency
 from icrs_shared.logs import exception_fields
-from icrs_shared.pagination import decode_cursor, encode_cursor
+from icrs_shared.pagination import (
+    bad_cursor,
+    decode_cursor,
+    decode_keyset,
+    encode_cursor,
+    encode_keyset,
+)
 from icrs_shared.runtime import Runtime
 
 from ..cases.create import create_cases
@@ -292,7 +298,7 @@ async def rejections(
     try:
         start = None if after is None else (int(after["row"]), str(after["field"]))
     except (KeyError, TypeError, ValueError):
-        raise _bad_cursor() from None
+        raise bad_cursor() from None
     found = await repository.rejections(session, import_id, limit=limit, after=start)
     if len(found) < limit:
         return found, None
@@ -308,20 +314,14 @@ async def list_imports(
     cursor: str | None,
 ) -> tuple[Sequence[Import], str | None]:
     """The organization's imports, newest first. The caller commits (see `read_import`)."""
-    after = decode_cursor(cursor)
-    try:
-        start = (
-            None if after is None else (datetime.fromisoformat(after["t"]), uuid.UUID(after["id"]))
-        )
-    except (KeyError, TypeError, ValueError):
-        raise _bad_cursor() from None
+    start = decode_keyset(cursor, uuid.UUID)
     found = await repository.page(session, organization_id, limit=limit, after=start)
     for imported in found:
         await _settle(session, running, imported)
     if len(found) < limit:
         return found, None
     tail = found[-1]
-    return found, encode_cursor({"t": tail.started_at.isoformat(), "id": str(tail.id)})
+    return found, encode_keyset(tail.started_at, tail.id)
 
 
 async def _settle(session: AsyncSession, running: RunningImports, imported: Import) -> None:
@@ -337,8 +337,3 @@ async def _settle(session: AsyncSession, running: RunningImports, imported: Impo
         log.warning("import found interrupted", extra={"import_id": str(imported.id)})
     running.forget(imported.id)
     await session.refresh(imported)
-
-
-def _bad_cursor() -> Invalid:
-    error = FieldError(field="query.cursor", message="not a valid cursor", code="cursor")
-    return Invalid("the cursor is not valid", errors=[error])

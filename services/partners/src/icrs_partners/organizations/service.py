@@ -16,7 +16,7 @@ from icrs_shared.auth import Caller, InsufficientScope
 from icrs_shared.errors import Conflict, FieldError, Invalid, NotFound
 from icrs_shared.http import etag
 from icrs_shared.outbox import Outbox
-from icrs_shared.pagination import decode_cursor, encode_cursor
+from icrs_shared.pagination import decode_keyset, encode_keyset
 
 from ..credentials import hash_secret, new_client_id, new_secret
 from ..models import Client, Organization
@@ -76,26 +76,11 @@ async def get(*, session: AsyncSession, organization_id: uuid.UUID) -> Organizat
 
 
 def _page_start(cursor: str | None, *, uuid_key: bool = False) -> repository.After | None:
-    values = decode_cursor(cursor)
-    if values is None:
-        return None
-    try:
-        created = datetime.fromisoformat(str(values["t"]))
-        key = str(values["k"])
-        if created.tzinfo is None:
-            raise ValueError("naive")
-        if uuid_key:
-            key = str(uuid.UUID(key))
-    except (KeyError, ValueError):
-        raise Invalid(
-            "the cursor is not valid",
-            errors=[FieldError(field="query.cursor", message="not a valid cursor", code="cursor")],
-        ) from None
-    return created, key
+    return decode_keyset(cursor, (lambda k: str(uuid.UUID(k))) if uuid_key else str)
 
 
 def _next_cursor(created: datetime, key: object) -> str:
-    return encode_cursor({"t": created.isoformat(), "k": str(key)})
+    return encode_keyset(created, key)
 
 
 async def list_organizations(

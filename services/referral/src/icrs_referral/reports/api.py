@@ -7,11 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from icrs_shared.auth import Caller, require_scopes
+from icrs_shared.auth import Caller, organization_of, require_scopes
 from icrs_shared.disclosure import THRESHOLD
 from icrs_shared.runtime import SessionDep
 
-from ..service import organization
 from .service import ReferralReport, Side, referral_report
 
 router = APIRouter(tags=["reports"])
@@ -39,7 +38,7 @@ async def report(
 ) -> ReferralReport:
     return await referral_report(
         session=session,
-        organization_id=organization(caller),
+        organization_id=organization_of(caller),
         side=side,
         area_level=area_level,
         since=since,

@@ -14,8 +14,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icrs_shared.auth import Caller, require_any_scope
-from icrs_shared.errors import PROBLEM_JSON, Forbidden, problem_body
+from icrs_shared.auth import Caller, organization_of, require_any_scope
+from icrs_shared.errors import PROBLEM_JSON, problem_body
 from icrs_shared.http import Idempotency
 from icrs_shared.pagination import Cursor, Limit, Page
 from icrs_shared.runtime import SessionDep
@@ -37,16 +37,9 @@ DeliveryId = Annotated[uuid.UUID, Path(description="The delivery's id (its `webh
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _organization(caller: Caller) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(caller.organization_id))
-    except ValueError:
-        raise Forbidden("the token names no organization") from None
-
-
 async def _webhook(session: AsyncSession, caller: Caller, webhook_id: uuid.UUID) -> Webhook:
     return await service.get(
-        session=session, webhook_id=webhook_id, organization_id=_organization(caller)
+        session=session, webhook_id=webhook_id, organization_id=organization_of(caller)
     )
 
 
@@ -76,7 +69,7 @@ async def register_webhook(
     if idem.replay is not None:
         return idem.replay
     webhook, secret = await service.register(
-        session=session, organization_id=_organization(caller), data=body
+        session=session, organization_id=organization_of(caller), data=body
     )
     already = problem_body(
         409,
@@ -99,7 +92,7 @@ async def list_webhooks(
     caller: Member, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[WebhookOut]:
     rows, next_cursor = await service.list_webhooks(
-        session=session, organization_id=_organization(caller), limit=limit, cursor=cursor
+        session=session, organization_id=organization_of(caller), limit=limit, cursor=cursor
     )
     items = [WebhookOut.model_validate(w) for w in rows]
     return Page[WebhookOut](items=items, next_cursor=next_cursor)
@@ -118,7 +111,7 @@ async def read_webhook(webhook_id: WebhookId, caller: Member, session: SessionDe
 )
 async def delete_webhook(webhook_id: WebhookId, caller: Member, session: SessionDep) -> Response:
     await service.remove(
-        session=session, webhook_id=webhook_id, organization_id=_organization(caller)
+        session=session, webhook_id=webhook_id, organization_id=organization_of(caller)
     )
     await session.commit()
     return Response(status_code=204)
@@ -135,7 +128,7 @@ async def delete_webhook(webhook_id: WebhookId, caller: Member, session: Session
 )
 async def enable_webhook(webhook_id: WebhookId, caller: Member, session: SessionDep) -> WebhookOut:
     webhook = await service.enable(
-        session=session, webhook_id=webhook_id, organization_id=_organization(caller)
+        session=session, webhook_id=webhook_id, organization_id=organization_of(caller)
     )
     await session.commit()
     return WebhookOut.model_validate(webhook)

@@ -15,7 +15,7 @@ from sqlmodel import col
 
 from icrs_shared.errors import Conflict, NotFound, ServiceUnavailable
 from icrs_shared.events import Envelope
-from icrs_shared.pagination import bad_cursor, decode_cursor, encode_cursor
+from icrs_shared.pagination import decode_keyset, encode_keyset
 
 from . import signing
 from .delivery import WAKE_KEY
@@ -208,13 +208,7 @@ def _organizations(envelope: Envelope) -> set[uuid.UUID]:
 
 
 def _position(cursor: str | None) -> _Position | None:
-    values = decode_cursor(cursor)
-    if values is None:
-        return None
-    try:
-        return _utc(datetime.fromisoformat(str(values["t"]))), uuid.UUID(str(values["k"]))
-    except (KeyError, ValueError):
-        raise bad_cursor() from None
+    return decode_keyset(cursor, uuid.UUID)
 
 
 def _page(
@@ -224,4 +218,4 @@ def _page(
         return rows, None
     rows = rows[:limit]
     created, last = key(rows[-1])
-    return rows, encode_cursor({"t": _utc(created).isoformat(), "k": str(last)})
+    return rows, encode_keyset(_utc(created), last)
