@@ -152,23 +152,20 @@ async def test_the_closed_loop(
     assert service.status_code == 201, service.text
 
     intake = platform.http["intake"]
-    case = await intake.post(
-        "/v1/cases",
-        json={
-            "person": {
-                "given_name": "Hodan",
-                "family_name": "Abdi",
-                "sex": "female",
-                "date_of_birth": "1996-05-02",
-                "languages": ["so"],
-                "documents": [{"type": "ddr_id", "number": "DDR-7788"}],
-            },
-            "beneficiary_category": "ex_combatant",
-            "programme_track": "DDR",
-            "area": "SO1101",
+    case_body: dict[str, Any] = {
+        "person": {
+            "given_name": "Hodan",
+            "family_name": "Abdi",
+            "sex": "female",
+            "date_of_birth": "1996-05-02",
+            "languages": ["so"],
+            "documents": [{"type": "ddr_id", "number": "DDR-7788"}],
         },
-        headers=agency,
-    )
+        "beneficiary_category": "ex_combatant",
+        "programme_track": "DDR",
+        "area": "SO1101",
+    }
+    case = await intake.post("/v1/cases", json=case_body, headers=agency)
     assert case.status_code == 201, case.text
     case_id = case.json()["id"]
     consent = await intake.post(
@@ -274,17 +271,53 @@ async def test_the_closed_loop(
         "icrs.plan.updated",
     } <= types
 
+    # Requests that fail while carrying the person's data: the answers name the fields at
+    # fault and the cases that may be the same person, never the values.
+    person = case_body["person"]
+    errors: list[httpx.Response] = [
+        await intake.post("/v1/cases", json=case_body, headers=agency),  # probable duplicate
+        await intake.post(
+            "/v1/cases",
+            json=case_body | {"person": person | {"date_of_birth": "1996-05-32"}},
+            headers=agency,
+        ),
+        await intake.post(
+            "/v1/cases",
+            json=case_body | {"person": person | {"sex": "Hodan Abdi", "phone": "DDR-7788"}},
+            headers=agency,
+        ),
+        await intake.patch(
+            f"/v1/cases/{case_id}",
+            json={"person": {"given_name": "Hodan" * 100, "date_of_birth": "Abdi"}},
+            headers=agency | {"If-Match": "*"},
+        ),
+        await intake.post(
+            f"/v1/cases/{case_id}/assessments",
+            json={"needs": [{"category": "Fever for a week", "note": "Fever for a week" * 9999}]},
+            headers=agency,
+        ),
+        await intake.get(path, headers=provider_token | {"X-Person": "Hodan Abdi"}),
+        await intake.get("/v1/cases", params={"name": "Hodan Abdi"}, headers=provider_token),
+    ]
+    assert all(400 <= r.status_code < 500 for r in errors), [r.status_code for r in errors]
+
     # The person's data left intake only through the referral view: not in any event, any
-    # log line (as the services format them), or the audit log's export.
+    # log line (as the services format them), any error answer, or the audit log's export.
     personal = ["Hodan", "Abdi", "1996-05-02", "DDR-7788", "Fever for a week"]
     export = await audit.get("/v1/audit/export", params={"format": "jsonl"}, headers=auditor)
     assert export.status_code == 200
     formatter = JsonFormatter()
-    logged = "\n".join(formatter.format(record) for record in caplog.records)
+    # (httpx and httpcore log the test's own requests, query strings and all.)
+    logged = "\n".join(
+        formatter.format(record)
+        for record in caplog.records
+        if not record.name.startswith(("httpx", "httpcore"))
+    )
     for place, text in [
         ("events", "\n".join(e.to_json().decode() for e in everything.events)),
         ("logs", logged),
         ("audit export", export.text),
+        ("error answers", "\n".join(r.text for r in errors)),
     ]:
         found = [value for value in personal if value in text]
         assert found == [], f"{found} in the {place}"
