@@ -21,6 +21,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from icrs_audit.state import CONSUMER as AUDIT_LOG
 from icrs_shared.auth import JWKSCache
 from icrs_shared.bus import Bus, InProcessBus
 from icrs_shared.errors import problem_body, problem_response
@@ -45,7 +46,10 @@ class Platform:
 
     def __init__(self, options: PlatformOptions, bus: Bus | None = None) -> None:
         self.options = options
-        self.bus: Bus = bus or InProcessBus(parking_dir=options.data_dir / "parked")
+        # Every event goes to the audit log: none is published before it listens.
+        self.bus: Bus = bus or InProcessBus(
+            parking_dir=options.data_dir / "parked", required=[("audit", AUDIT_LOG)]
+        )
         self.apps: dict[str, FastAPI] = {}
         common = {"data_dir": options.data_dir, "public_url": options.public_url}
         common.update(options.overrides)

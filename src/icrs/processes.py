@@ -21,11 +21,14 @@ import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import asyncpg
 import httpx
+from sqlalchemy.engine import make_url
 
 from icrs_shared.testing.databases import create_database, drop_database
 
@@ -51,6 +54,32 @@ def family_name(number: int) -> str:
         number, digit = divmod(number, len(_CONSONANTS))
         syllables.append(_CONSONANTS[digit] + "a")
     return "".join(syllables).capitalize()
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What the services' databases say of the platform's events at one moment."""
+
+    #: Events written to the services' outboxes, by type.
+    written: dict[str, int]
+    #: Of them, not yet published.
+    unsent: int
+    #: Of them, published before the platform was up: perhaps not in the audit log (its
+    #: queue may not have been bound yet).
+    before_audit: int
+    #: The audit log's size.
+    logged: int
+    #: Events each consumer (`service/consumer`) has processed, from its inbox.
+    consumed: dict[str, int]
+
+    @property
+    def events(self) -> int:
+        return sum(self.written.values())
+
+    @property
+    def drained(self) -> bool:
+        """Every event published, and every one of them in the audit log."""
+        return self.unsent == 0 and self.logged >= self.events - self.before_audit
 
 
 class ServiceDied(RuntimeError):
@@ -153,16 +182,26 @@ class ProcessPlatform:
         replicas: Mapping[str, int] | None = None,
         env: Mapping[str, str] | None = None,
         namespace: str | None = None,
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
+        database_via: Mapping[str, str] | None = None,
+        start_together: bool = False,
     ) -> None:
+        """`service_env` adds variables to one service's processes only; `database_via`
+        has a service reach its database through another `host:port` (a TCP proxy);
+        `start_together` starts the services at once rather than one after another."""
         self.server_url = server_url
         self.amqp_url = amqp_url
         self.data_dir = data_dir
         self.replicas = {name: 1 for name in ORDER} | dict(replicas or {})
         self.extra_env = dict(env or {})
+        self.service_env = {name: dict(v) for name, v in (service_env or {}).items()}
+        self.database_via = dict(database_via or {})
+        self.start_together = start_together
         self.namespace = namespace or f"icrs-{uuid.uuid4().hex[:8]}."
         self.databases: dict[str, str] = {}
         self.services: dict[str, list[ServiceProcess]] = {}
         self._stack = AsyncExitStack()
+        self._audit_since = datetime.max.replace(tzinfo=UTC)
 
     async def __aenter__(self) -> ProcessPlatform:
         try:
@@ -197,22 +236,45 @@ class ProcessPlatform:
             "ICRS_LOG_LEVEL": "WARNING",
         }
         for name in ORDER:
-            env = base | {f"ICRS_{name.upper()}_DATABASE_URL": self.databases[name]}
-            env |= self.extra_env
+            env = base | {f"ICRS_{name.upper()}_DATABASE_URL": self._database_url(name)}
+            env |= self.extra_env | self.service_env.get(name, {})
             self.services[name] = [
                 ServiceProcess(name, i, dict(env), self.data_dir / f"{name}-{i}.log")
                 for i in range(self.replicas[name])
             ]
         self.services["partners"][0].port = partners_port
-        for name in ORDER:
-            # One process first (it migrates), then its replicas.
-            first, *others = self.services[name]
-            first.start()
-            await first.ready()
-            for process in others:
-                process.start()
-            for process in others:
-                await process.ready()
+        if self.start_together:
+            # Each has a database of its own, and fetches partners' keys when it needs them.
+            await asyncio.gather(*(self._start_service(name) for name in ORDER))
+        else:
+            for name in ORDER:
+                await self._start_service(name)
+        # Events published before the audit log's queue was bound are not in the log.
+        self._audit_since = datetime.now(UTC)
+
+    async def _start_service(self, name: str) -> None:
+        # One process first (it migrates), then its replicas.
+        first, *others = self.services[name]
+        first.start()
+        await first.ready()
+        for process in others:
+            process.start()
+        for process in others:
+            await process.ready()
+
+    def _database_url(self, name: str) -> str:
+        url = self.databases[name]
+        via = self.database_via.get(name)
+        if via is None:
+            return url
+        host, _, port = via.rpartition(":")
+        return make_url(url).set(host=host, port=int(port)).render_as_string(hide_password=False)
+
+    async def stop_together(self) -> None:
+        """SIGTERM every process at once and wait for them all, without blocking the loop
+        (a TCP proxy on it may carry what they say to the broker and database on the way
+        out)."""
+        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.all_processes()))
 
     def stop_all(self) -> None:
         for name in reversed(ORDER):
@@ -235,6 +297,52 @@ class ProcessPlatform:
 
     def client(self, **http: Any) -> PlatformClient:
         return PlatformClient(self, **http)
+
+    async def backlog(self) -> Backlog:
+        """Read from the services' databases: events written, unsent, logged, consumed."""
+        written: dict[str, int] = {}
+        consumed: dict[str, int] = {}
+        unsent, before_audit, logged = 0, 0, 0
+        for name in ORDER:
+            dsn = make_url(self.databases[name]).set(drivername="postgresql")
+            conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+            try:
+                rows = await conn.fetch(
+                    "SELECT event_type, count(*) AS n,"
+                    " count(*) FILTER (WHERE sent_at IS NULL) AS unsent,"
+                    " count(*) FILTER (WHERE sent_at < $1) AS early"
+                    " FROM outbox GROUP BY event_type",
+                    self._audit_since,
+                )
+                for row in rows:
+                    written[row["event_type"]] = written.get(row["event_type"], 0) + row["n"]
+                    unsent += row["unsent"]
+                    before_audit += row["early"]
+                for row in await conn.fetch("SELECT consumer, count(*) AS n FROM inbox GROUP BY 1"):
+                    consumed[f"{name}/{row['consumer']}"] = row["n"]
+                if name == "audit":
+                    logged = await conn.fetchval("SELECT size FROM log_head WHERE id = 1") or 0
+            finally:
+                await conn.close()
+        return Backlog(written, unsent, before_audit, logged, consumed)
+
+    async def settled(self, *, within: float = 600.0, quiet: float = 2.0) -> Backlog:
+        """Wait until every event is published and logged, and no consumer has moved for
+        `quiet` seconds (the audit log has all; the others have done what they will)."""
+        deadline = time.monotonic() + within
+        last: Backlog | None = None
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(quiet / 2, 1.0))
+            try:
+                now = await self.backlog()
+            except (OSError, asyncpg.TooManyConnectionsError):
+                continue  # a server shared with other work may be full for a moment
+            if now != last or not now.drained:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return now
+        raise TimeoutError(f"the platform did not settle in {within}s: {last}")
 
 
 class PlatformClient:
@@ -284,6 +392,14 @@ class PlatformClient:
         self, name: str, kind: str, scopes: list[str], **verify: Any
     ) -> tuple[str, dict[str, str]]:
         """A verified organization and a token of a client of its own."""
+        org, client_id, secret = await self.organization_client(name, kind, scopes, **verify)
+        return org, await self.token(client_id, secret)
+
+    async def organization_client(
+        self, name: str, kind: str, scopes: list[str], **verify: Any
+    ) -> tuple[str, str, str]:
+        """A verified organization and its client's id and secret (for runs that outlive
+        a token: take a new one with `token`)."""
         admin = await self.admin()
         partners = self.to("partners")
         r = await partners.post(
@@ -299,7 +415,7 @@ class PlatformClient:
             headers=admin,
         )
         r.raise_for_status()
-        return org, await self.token(r.json()["client_id"], r.json()["client_secret"])
+        return org, r.json()["client_id"], r.json()["client_secret"]
 
     async def publish_service(
         self,
@@ -308,7 +424,7 @@ class PlatformClient:
         *,
         category: str = "health",
         areas: tuple[str, ...] = ("SO11",),
-        capacity: int = 1_000_000,
+        capacity: int | None = None,
     ) -> str:
         r = await self.to("partners").post(
             f"/v1/organizations/{org}/services",
@@ -326,9 +442,25 @@ class PlatformClient:
         r.raise_for_status()
         return str(r.json()["id"])
 
-    async def refer(self, headers: dict[str, str], number: int, *, category: str = "health") -> str:
-        """Register person `number` with consent to referral and one need; the case id."""
+    async def refer(
+        self,
+        headers: dict[str, str],
+        number: int,
+        *,
+        category: str = "health",
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Register person `number` with consent to referral and one need; the case id.
+
+        With `idempotency_key`, each of the three requests carries a key derived from it,
+        so that calling again after a failure registers nothing twice."""
         intake = self.to("intake")
+
+        def keyed(step: str) -> dict[str, str]:
+            if idempotency_key is None:
+                return headers
+            return headers | {"Idempotency-Key": f"{idempotency_key}/{step}"}
+
         r = await intake.post(
             "/v1/cases",
             json={
@@ -345,7 +477,7 @@ class PlatformClient:
                 "area": "SO1101",
                 "external_id": f"load-{number}",
             },
-            headers=headers,
+            headers=keyed("case"),
         )
         r.raise_for_status()
         case_id = str(r.json()["id"])
@@ -357,13 +489,13 @@ class PlatformClient:
                 "given_by": "self",
                 "expires_at": None,
             },
-            headers=headers,
+            headers=keyed("consent"),
         )
         r.raise_for_status()
         r = await intake.post(
             f"/v1/cases/{case_id}/assessments",
             json={"needs": [{"category": category, "priority": "high"}]},
-            headers=headers,
+            headers=keyed("assessment"),
         )
         r.raise_for_status()
         return case_id

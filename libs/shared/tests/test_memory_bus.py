@@ -75,3 +75,25 @@ async def test_a_stopped_bus_refuses_to_publish() -> None:
             await bus.subscribe("a", "x", ["#"], h)
     finally:
         await bus.close()
+
+
+async def test_nothing_is_published_while_a_required_consumer_is_not_subscribed() -> None:
+    bus = InProcessBus(required=[("audit", "log")])
+    await bus.start()
+    seen: list[uuid.UUID] = []
+
+    async def log(env: Envelope) -> None:
+        seen.append(env.id)
+
+    try:
+        early = event()
+        with pytest.raises(BusUnavailable, match="is not subscribed"):
+            await bus.publish([early])
+        await bus.subscribe("audit", "log", ["#"], log)
+        await bus.publish([early])
+        assert seen == [early.id]
+        await bus.unsubscribe("audit")
+        with pytest.raises(BusUnavailable):
+            await bus.publish([event()])
+    finally:
+        await bus.close()

@@ -93,3 +93,30 @@ async def test_publish_while_disconnected_raises_and_start_keeps_trying(
         await bus.delete_topology()
         await bus.close()
         await proxy.close()
+
+
+async def test_nothing_is_published_before_a_required_queue_exists(
+    amqp_url: str, bus_namespace: str
+) -> None:
+    # A topic exchange drops what no queue is bound for: an event published before the
+    # audit log's queue exists would never reach the log. It waits instead.
+    publisher = RabbitBus(amqp_url, namespace=bus_namespace, required=[("audit", "log")])
+    consumer = RabbitBus(amqp_url, namespace=bus_namespace)
+    await publisher.start()
+    await consumer.start()
+    try:
+        early = event()
+        with pytest.raises(BusUnavailable, match="does not exist yet"):
+            await publisher.publish([early])
+        seen: list[uuid.UUID] = []
+
+        async def log(env: Envelope) -> None:
+            seen.append(env.id)
+
+        await consumer.subscribe("audit", "log", ["#"], log)
+        await publisher.publish([early])
+        await eventually(lambda: seen == [early.id])
+    finally:
+        await consumer.delete_topology()
+        await consumer.close()
+        await publisher.close()

@@ -116,9 +116,20 @@ class _Consumer:
 
 
 class InProcessBus:
-    def __init__(self, *, delivery_limit: int = 5, parking_dir: Path | None = None) -> None:
+    """`required` names consumers (service, consumer) that must see every event (the audit
+    log): while one is not subscribed, nothing is published and events wait in the
+    outboxes, as on RabbitMQ (see `RabbitBus`)."""
+
+    def __init__(
+        self,
+        *,
+        delivery_limit: int = 5,
+        parking_dir: Path | None = None,
+        required: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self.delivery_limit = delivery_limit
         self.parking_dir = parking_dir
+        self.required = tuple(required)
         self._consumers: list[_Consumer] = []
         self._parked: dict[str, list[Parked]] = {}
         self._running = False
@@ -162,6 +173,10 @@ class InProcessBus:
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         if not self._running:
             raise BusUnavailable("the in-process bus is not running")
+        subscribed = {(c.sub.service, c.sub.consumer) for c in self._consumers}
+        for service, consumer in self.required:
+            if (service, consumer) not in subscribed:
+                raise BusUnavailable(f"{service}.{consumer} is not subscribed: events wait")
         loop = asyncio.get_running_loop()
         waits: list[asyncio.Future[None]] = []
         for env in envelopes:

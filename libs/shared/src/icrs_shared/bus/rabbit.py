@@ -6,6 +6,10 @@ Topology (names prefixed by the namespace, empty in production):
   consumer's patterns, with an explicit `x-delivery-limit` and at-least-once
   dead-lettering to the service's dead-letter exchange;
 - `icrs.<service>.dlx` (fanout) -> `icrs.<service>.parking`: what a service gave up on.
+
+A topic exchange drops what no queue is bound for. A consumer that must see every event
+(the audit log) is named in `required`: until its queue exists, nothing is published and
+events wait in the outboxes, so that a service starting before it loses none of them.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class RabbitBus:
         concurrency: int = 32,
         publish_timeout: float = 15.0,
         connection_name: str = "icrs",
+        required: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.url = url
         self.namespace = namespace
@@ -60,6 +65,9 @@ class RabbitBus:
         self.concurrency = concurrency
         self.publish_timeout = publish_timeout
         self.connection_name = connection_name
+        #: (service, consumer) whose queues must exist before anything is published.
+        self.required = tuple(required)
+        self._required_found = not self.required
         self._conn: AbstractRobustConnection | None = None
         self._pub_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -155,6 +163,8 @@ class RabbitBus:
         exchange = self._exchange
         if exchange is None or not await self.ready():
             raise BusUnavailable("not connected to the broker")
+        if not self._required_found:
+            await self._find_required()
         confirmed: set[str] = set()
 
         async def one(env: Envelope) -> None:
@@ -181,6 +191,22 @@ class RabbitBus:
                 f"{len(failures)} of {len(envelopes)} not confirmed ({type(first).__name__})",
                 frozenset(confirmed),
             ) from first
+
+    async def _find_required(self) -> None:
+        conn = self._conn
+        if conn is None:
+            raise BusUnavailable("not connected to the broker")
+        for service, consumer in self.required:
+            name = self.queue_name(service, consumer)
+            try:
+                # A passive declare of a missing queue closes its channel: one of its own.
+                async with conn.channel() as channel:
+                    await channel.declare_queue(name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                raise BusUnavailable(
+                    f"queue {name} does not exist yet: events wait until {service} has started"
+                ) from None
+        self._required_found = True
 
     # consuming -------------------------------------------------------------
 
