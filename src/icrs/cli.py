@@ -156,6 +156,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from icrs_audit.state import CONSUMER as AUDIT_LOG
     from icrs_shared.bus import RabbitBus
 
     entry = SERVICES[args.service]
@@ -176,6 +177,8 @@ def _serve(args: argparse.Namespace) -> int:
         prefetch=settings.bus_prefetch,
         delivery_limit=settings.bus_delivery_limit,
         connection_name=f"icrs-{entry.name}",
+        # Every event goes to the audit log: none is published before its queue exists.
+        required=[("audit", AUDIT_LOG)],
     )
     app = entry.create_app(settings, bus)
 
@@ -197,9 +200,30 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What uvicorn allows slow and idle clients; the request limits (body size, JSON depth,
+#: body timeout) are the apps' own. No `limit_concurrency`: uvicorn counts idle
+#: connections against it, so a few hundred sockets held open by one client would get
+#: every other client 503.
+SERVER_LIMITS: dict[str, Any] = {
+    # An idle keep-alive connection is closed after this many seconds.
+    "timeout_keep_alive": 5,
+    # The most of a request's head (request line and headers) buffered before it is
+    # refused with 400; a token and trace headers fit many times over.
+    "h11_max_incomplete_event_size": 16 * 1024,
+    # A slow client cannot hold up a restart longer than this, in seconds.
+    "timeout_graceful_shutdown": 20,
+}
+
+
 def _run(app: Any, host: str, port: int, after_start: Any = None) -> None:
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        **SERVER_LIMITS,
     )
     server = uvicorn.Server(config)
 

@@ -25,7 +25,7 @@ from icrs_intake.cases import service as cases
 from icrs_intake.cases.create import create_cases
 from icrs_intake.cases.schemas import CaseCreate
 from icrs_intake.crypto import Keyring
-from icrs_intake.imports import repository, running, service, upload
+from icrs_intake.imports import repository, running, service
 from icrs_intake.imports.apply import source_digest
 from icrs_intake.imports.rows import COLUMNS, CsvRows, ndjson_rows
 from icrs_intake.imports.spool import BLOCK, SealedSpool
@@ -326,7 +326,7 @@ async def test_refusals(intake: Intake, monkeypatch: pytest.MonkeyPatch) -> None
     assert (headerless.status_code, headerless.json()["errors"][0]["field"]) == (422, "external_id")
     assert "Amina" not in headerless.text
 
-    monkeypatch.setattr(upload, "MAX_BYTES", 100)
+    monkeypatch.setattr(intake.settings, "max_import_bytes", 100)
     r = await post(intake, content)
     assert (r.status_code, r.json()["type"]) == (413, "urn:icrs:problem:content-too-large")
     monkeypatch.undo()

@@ -39,6 +39,23 @@ def test_keys_do_not_share_a_bucket() -> None:
     assert limiter.wait("b") == 0
 
 
+def test_what_is_given_back_can_be_spent_again_up_to_a_full_bucket() -> None:
+    limiter = RateLimiter(rate=0.01, burst=2, clock=Clock())
+    limiter.take("a")
+    limiter.take("a")
+    assert limiter.wait("a") > 0
+
+    limiter.give_back("a")
+    assert limiter.wait("a") == 0
+    for _ in range(5):
+        limiter.give_back("a")
+    limiter.take("a")
+    limiter.take("a")
+    assert limiter.wait("a") > 0  # never more than the burst
+    limiter.give_back("unknown")  # nothing to give back to: no bucket appears
+    assert "unknown" not in limiter._buckets
+
+
 def test_debt_is_bounded_by_one_burst() -> None:
     clock = Clock()
     limiter = RateLimiter(rate=1, burst=2, clock=clock)

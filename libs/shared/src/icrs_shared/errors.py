@@ -101,6 +101,14 @@ class PreconditionFailed(DomainError):
     status, code, title = 412, "precondition-failed", "Precondition failed"
 
 
+class RequestTimeout(DomainError):
+    status, code, title = 408, "request-timeout", "Request timeout"
+
+
+class ContentTooLarge(DomainError):
+    status, code, title = 413, "content-too-large", "Content too large"
+
+
 class PreconditionRequired(DomainError):
     status, code, title = 428, "precondition-required", "Precondition required"
 
@@ -115,6 +123,13 @@ class TooManyRequests(DomainError):
 
 class ServiceUnavailable(DomainError):
     status, code, title = 503, "unavailable", "Service unavailable"
+
+
+def nested_too_deeply(detail: str = "nested too deeply") -> Invalid:
+    """A JSON body nested deeper than anything the API takes: bad input like any other
+    unreadable body."""
+    error = FieldError(field="body", message="nested too deeply", code="json_invalid")
+    return Invalid(detail, errors=[error])
 
 
 def problem_body(
@@ -192,19 +207,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, body)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
-        # A body nested too deep to parse is bad input like any other unreadable body.
-        error = FieldError(field="body", message="nested too deeply", code="json_invalid")
-        body = problem_body(
-            422,
-            code="validation-error",
-            title="Invalid request",
-            detail=error.message,
-            errors=[error],
-        )
-        return problem_response(422, body)
+        return await _domain_error(request, nested_too_deeply())
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail == _phrase(exc.status_code):
         detail = None
@@ -232,6 +238,48 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled)
+    _document_problems_as_served(app)
+
+
+def _document_problems_as_served(app: FastAPI) -> None:
+    """Make the OpenAPI document say what every error response is: a `Problem` served as
+    `application/problem+json`.
+
+    FastAPI files a response `model` under the route's own media type (JSON, or text for a
+    text route), beside the empty `application/problem+json` entry; and a route that adds
+    its own words to a status (`409: {"description": ...}`) replaces the app's entry for
+    it, content and all. Clients and schema checks would expect bodies never sent, and
+    nothing would describe the ones that are."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for item in document.get("paths", {}).values():
+                for operation in item.values():
+                    if isinstance(operation, dict):
+                        for status, response in operation.get("responses", {}).items():
+                            _document_problem(str(status), response)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
+
+
+def _document_problem(status: str, response: dict[str, Any]) -> None:
+    content = response.get("content")
+    if not content:
+        if status.startswith("4"):  # every 4xx is a problem (contract §9)
+            response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_SCHEMA)}}
+        return
+    if PROBLEM_JSON not in content or "schema" in content[PROBLEM_JSON]:
+        return
+    for media_type, entry in list(content.items()):
+        if media_type != PROBLEM_JSON and entry.get("schema") == _PROBLEM_SCHEMA:
+            content[PROBLEM_JSON] = content.pop(media_type)
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -19,6 +19,7 @@ from .auth import JWKSCache, TokenValidator
 from .bus import Bus
 from .db import Database
 from .errors import PROBLEM_RESPONSES, install_problem_handlers
+from .limits import RequestLimits, install_limits
 from .messaging import Consumers, Messaging
 from .middleware import install_observability
 from .migrate import upgrade
@@ -54,6 +55,9 @@ class ServiceSpec:
     consumers: Consumers | None = None
     on_start: Sequence[StartHook] = ()
     on_stop: Sequence[StartHook] = ()
+    #: (method, path) of the routes whose body is an uploaded file: they get the import
+    #: limits (`max_import_bytes`, `import_body_timeout`) instead of the ordinary ones.
+    uploads: Sequence[tuple[str, str]] = ()
     version: str = "0.1.0"
 
 
@@ -107,6 +111,8 @@ def build_app(
         responses=PROBLEM_RESPONSES,
     )
     install_problem_handlers(app)
+    # Inside the tracing middleware (added after it), so refusals are traced and logged.
+    install_limits(app, RequestLimits.of(settings, spec.uploads))
     install_observability(app, spec.name)
     app.include_router(health_router())
     for router in spec.routers:

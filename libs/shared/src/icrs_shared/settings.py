@@ -110,6 +110,42 @@ class ServiceSettings(Settings):
 
     database_url: str | None = Field(default=None)
 
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description=(
+            "Largest request body accepted, in bytes (file imports have their own limit); "
+            "a larger one is refused with 413 without being read."
+        ),
+    )
+    max_import_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024,
+        description="Largest file a bulk import (POST /v1/imports) accepts, in bytes.",
+    )
+    max_json_depth: int = Field(
+        default=32,
+        ge=2,
+        le=1000,
+        description=(
+            "How deeply the arrays and objects of a JSON body may nest; a deeper body is "
+            "refused with 422 before it is parsed."
+        ),
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds a client has to send a whole request body, from the end of its "
+            "headers; a slower one gets 408 and its connection is closed."
+        ),
+    )
+    import_body_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a client has to send a whole bulk import file.",
+    )
+
     @property
     def db_url(self) -> str:
         if self.database_url:

@@ -29,6 +29,7 @@ SPEC = ServiceSpec(
     routers=(router,),
     consumers=consumers,
     on_start=(start_keyring,),
+    uploads=(("POST", "/v1/imports"),),
 )
 
 

@@ -63,7 +63,7 @@ def _accepted(imported: Import, *, replayed: bool = False) -> JSONResponse:
     summary="Import cases from a file",
     description=(
         "The body is the file: `text/csv` or `application/x-ndjson` (or `application/jsonl`), "
-        f"at most {uploads.MAX_BYTES // (1024 * 1024)} MiB. Answers 202 at once and imports "
+        "at most `ICRS_MAX_IMPORT_BYTES` (200 MiB by default). Answers 202 at once and imports "
         "in the background; follow it at the `Location`. Rows are matched to the "
         "organization's cases by `external_id`: a new one is registered, a known one is "
         "updated when its row changed and left alone when it did not, so importing the "
@@ -93,6 +93,7 @@ async def start_import(
         request.stream(),
         format=file_format,
         declared_size=request.headers.get("content-length"),
+        limit=settings.max_import_bytes,
     ) as received:
         idempotency = Idempotency(idempotency_keys, caller.client_id, key, received.fingerprint)
         async with runtime.db.sessions() as session:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from icrs_shared.errors import DomainError, FieldError, Invalid
+from icrs_shared.errors import ContentTooLarge, DomainError, FieldError, Invalid
 
 from .rows import CsvRows, HeaderError
 from .running import RunningImports, Slot
@@ -17,8 +17,6 @@ from .schemas import Format
 from .spool import SealedSpool
 
 _MIB = 1024 * 1024
-#: The largest file accepted, in bytes.
-MAX_BYTES = 200 * _MIB
 
 MEDIA_TYPES: dict[str, Format] = {
     "text/csv": "csv",
@@ -29,10 +27,6 @@ MEDIA_TYPES: dict[str, Format] = {
 
 class UnsupportedMediaType(DomainError):
     status, code, title = 415, "unsupported-media-type", "Unsupported media type"
-
-
-class ContentTooLarge(DomainError):
-    status, code, title = 413, "content-too-large", "Content too large"
 
 
 @dataclass
@@ -83,10 +77,10 @@ async def receive(
     *,
     format: Format,
     declared_size: str | None,
+    limit: int,
 ) -> AsyncIterator[Upload]:
-    """The body in a sealed spool; 413 beyond `MAX_BYTES`, 422 for an empty file, text
+    """The body in a sealed spool; 413 beyond `limit` bytes, 422 for an empty file, text
     that is not UTF-8, or a CSV header without `external_id`."""
-    limit = MAX_BYTES
     if declared_size is not None and declared_size.isdigit() and int(declared_size) > limit:
         raise _too_large(limit)
     slot = running.reserve()

@@ -17,9 +17,11 @@ class _Bucket:
 class RateLimiter:
     """`burst` requests at once, then `rate` per second, per key.
 
-    `wait` only looks, `take` spends: callers look before costly work and spend once they
-    know whom to charge. A bucket may go into debt (concurrent requests that all looked
-    before any spent), down to one burst, which only lengthens that key's wait.
+    `wait` only looks, `take` spends, `give_back` refunds: callers look before costly work,
+    and either spend once they know whom to charge, or spend at once (so that concurrent
+    requests cannot all look before any spends) and give back what turns out not to count.
+    A bucket may go into debt (concurrent requests that all looked before any spent), down
+    to one burst, which only lengthens that key's wait.
     """
 
     def __init__(
@@ -54,6 +56,14 @@ class RateLimiter:
         self._buckets[key] = _Bucket(max(tokens - 1, -self.burst), now)
         if len(self._buckets) > self.max_keys:
             self._prune(now)
+
+    def give_back(self, key: str) -> None:
+        """Undo a `take` of `key` (never beyond a full bucket)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            now = self._clock()
+            bucket.tokens = min(float(self.burst), self._level(bucket, now) + 1)
+            bucket.updated = now
 
     @staticmethod
     def retry_after(wait: float) -> int:

@@ -41,27 +41,33 @@ async def issue_token(
     authorization: str | None,
     remote: str,
 ) -> Issued | Refused | Throttled:
-    failures = server.failure_limiter
+    failures, clients = server.failure_limiter, server.client_limiter
     if wait := failures.wait(remote):
         return Throttled(failures.retry_after(wait))
+    # Every request counts as a failure of its address until it proves good: charged
+    # before the scrypt work, so that concurrent requests cannot all pass the look above
+    # before any is charged (at most a burst of them is ever in flight per address).
+    failures.take(remote)
     try:
         request = parse_token_request(content_type, body, authorization)
     except TokenRequestError as exc:
-        failures.take(remote)
         return Refused(exc.error)
-    if request.client_id is not None and (wait := server.client_limiter.wait(request.client_id)):
+    if request.client_id is not None and (wait := clients.wait(request.client_id)):
         # Looked at before the scrypt work, charged only once the client is authenticated:
         # requests that merely name a client cannot use up its allowance. (Only a client
         # over its rate has an empty bucket, so this says no more about an id than that
         # its own holder is flooding; ids are random and unguessable.)
-        return Throttled(server.client_limiter.retry_after(wait))
+        failures.give_back(remote)
+        return Throttled(clients.retry_after(wait))
     client = None
     if request.grant_type == GRANT_TYPE:
         client = await _authenticate(session, server, request)
-    if client is None:
-        failures.take(remote)
-    else:
-        server.client_limiter.take(client.client_id)
+    if client is not None:
+        failures.give_back(remote)
+        # Looked at again: concurrent requests of one client all passed the first look.
+        if wait := clients.wait(client.client_id):
+            return Throttled(clients.retry_after(wait))
+        clients.take(client.client_id)
     result = create_token_response(
         form=request.form,
         authorization=request.authorization,
