@@ -3,9 +3,16 @@ import datetime as dt
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from icrs_shared.errors import Conflict, FieldError, Invalid, install_problem_handlers
+from icrs_shared.errors import (
+    PROBLEM_RESPONSES,
+    Conflict,
+    FieldError,
+    Invalid,
+    install_problem_handlers,
+)
 
 PERSONAL = "Amina Hassan"
 
@@ -95,3 +102,34 @@ async def test_unexpected_errors_say_nothing_of_their_cause(client: httpx.AsyncC
     assert r.headers["content-type"] == "application/problem+json"
     assert PERSONAL not in r.text
     assert "duplicate key" not in r.text
+
+
+def test_openapi_documents_problems_as_they_are_served() -> None:
+    """Found by schemathesis: errors were documented as `application/json` with the Problem
+    schema (never sent) beside an `application/problem+json` without one."""
+    app = FastAPI(responses=PROBLEM_RESPONSES)
+    install_problem_handlers(app)
+
+    @app.get("/thing", responses={409: {"description": "Taken."}})
+    async def thing() -> dict[str, str]:
+        return {}
+
+    @app.get("/text", response_class=PlainTextResponse)
+    async def text() -> str:
+        return "text"
+
+    responses = app.openapi()["paths"]["/thing"]["get"]["responses"]
+    assert list(responses["200"]["content"]) == ["application/json"]  # left as it was
+    for status in ("404", "409", "422"):
+        assert responses[status]["content"] == {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }
+    assert responses["409"]["description"] == "Taken."
+    plain = app.openapi()["paths"]["/text"]["get"]["responses"]
+    assert list(plain["200"]["content"]) == ["text/plain"]
+    assert list(plain["404"]["content"]) == ["application/problem+json"]
+    assert app.openapi()["components"]["schemas"]["Problem"]["required"] == [
+        "type",
+        "title",
+        "status",
+    ]

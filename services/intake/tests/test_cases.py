@@ -126,6 +126,55 @@ async def test_search_by_number_external_id_and_name(intake: Intake) -> None:
     assert {page.json()["items"][0]["id"], rest.json()["items"][0]["id"]} == {a["id"], b["id"]}
 
 
+async def test_a_boolean_is_not_an_age(intake: Intake) -> None:
+    """Found by schemathesis: `false` was taken for an age of 0, making the person a minor."""
+    for age in (False, True, "35"):
+        body = intake.body(person={"date_of_birth": None, "estimated_age": age})
+        r = await intake.client.post("/v1/cases", json=body, headers=intake.caseworker)
+        assert r.status_code == 422, (age, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == ["person.estimated_age"]
+
+
+async def test_search_refuses_control_characters(intake: Intake) -> None:
+    """Found by schemathesis: PostgreSQL refuses NUL in text, and the search answered 500."""
+    await intake.register(external_id="GOV-77", person={"documents": []})
+    for params in ({"case_number": "ICRS-\x00"}, {"external_id": "GOV-77\x00"}):
+        r = await intake.client.get("/v1/cases", params=params, headers=intake.caseworker)
+        assert r.status_code == 422, (params, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == [f"query.{next(iter(params))}"]
+
+
+async def test_an_external_id_names_one_case(intake: Intake) -> None:
+    """Found by schemathesis: registering or updating a case with another case's external
+    id broke the database's unique index, and answered 500."""
+    first = await intake.register(external_id="GOV-77", person={"documents": []})
+    body = intake.body(
+        external_id="GOV-77",
+        person={"given_name": "Cabdi", "family_name": "Nuur", "documents": []},
+        duplicates_checked=True,
+    )
+    r = await intake.client.post("/v1/cases", json=body, headers=intake.caseworker)
+    assert r.status_code == 409, r.text
+    assert r.json()["type"] == "urn:icrs:problem:external-id-taken"
+    assert r.json()["case_id"] == first["id"]
+
+    body["external_id"] = "GOV-78"
+    second = await intake.client.post("/v1/cases", json=body, headers=intake.caseworker)
+    assert second.status_code == 201, second.text
+    path = f"/v1/cases/{second.json()['id']}"
+    headers = {**intake.caseworker, "If-Match": second.headers["etag"]}
+    r = await intake.client.patch(path, json={"external_id": "GOV-77"}, headers=headers)
+    assert r.status_code == 409, r.text
+    assert r.json()["type"] == "urn:icrs:problem:external-id-taken"
+    # Its own external id, and another organization's, are no conflict.
+    assert (
+        await intake.client.patch(path, json={"external_id": "GOV-78"}, headers=headers)
+    ).status_code == 200
+    other = intake.headers("cases:write", organization_id=uuid.uuid4())
+    body["external_id"] = "GOV-77"
+    assert (await intake.client.post("/v1/cases", json=body, headers=other)).status_code == 201
+
+
 async def test_update_needs_if_match_and_close(intake: Intake) -> None:
     recorder = await intake.record("case.updated", "case.closed")
     created = await intake.register()

@@ -127,6 +127,9 @@ async def test_an_expired_consent_reads_expired(intake: Intake) -> None:
         ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
         ({"expires_at": "2999-01-01T00:00:00"}, "expires_at"),
         ({"expires_at": "soon"}, "expires_at"),
+        # Found by schemathesis: a time with no UTC equivalent answered 500.
+        ({"expires_at": "0001-01-01T00:01:00.0+01:00"}, "expires_at"),
+        ({"expires_at": 4102444800}, "expires_at"),  # seconds since 1970: not a time
     ],
 )
 async def test_bad_input_names_the_field(

@@ -204,6 +204,16 @@ async def test_client_failures_all_answer_the_same(partners: Any, monkeypatch: A
     assert (await request_token(partners.client, good.client_id, good.secret)).status_code == 200
 
 
+async def test_a_client_id_with_control_characters_is_an_unknown_client(partners: Any) -> None:
+    """Found by schemathesis: PostgreSQL refuses NUL in text, and this answered 500."""
+    good = await register(partners.app)
+    for method in ("basic", "post"):
+        for client_id in (good.client_id + "\x00", "\x00", good.client_id + "\n"):
+            response = await request_token(partners.client, client_id, good.secret, method=method)
+            assert response.status_code == 401, (method, client_id, response.text)
+            assert response.json()["error"] == "invalid_client"
+
+
 def _headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k != "content-length"}
 

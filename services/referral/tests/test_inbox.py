@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -87,3 +89,27 @@ async def test_the_requester_sees_its_cases_referrals(referral: ReferralService)
     ).status_code == 404
     assert (await referral.client.get("/v1/referrals/inbox", headers=requester)).status_code == 403
     assert (await referral.client.get("/v1/referrals")).status_code == 401
+
+
+async def test_bad_times_and_cursors_are_problems_not_500s(referral: ReferralService) -> None:
+    """Found by schemathesis: numbers were taken for seconds since 1970, and a time or a
+    cursor with no UTC equivalent answered 500."""
+    await stored(referral, 1)
+    headers = referral.issuer.headers(
+        "referrals:respond", "referrals:read", "reports:read", organization_id=PROVIDER
+    )
+    at_the_edge = {"t": "0001-01-01T00:00:00+01:00", "k": str(uuid.uuid4())}
+    edge_cursor = base64.urlsafe_b64encode(json.dumps(at_the_edge).encode()).decode()
+    for path in ("/v1/referrals/inbox", "/v1/referrals"):
+        for params, field in [
+            ({"updated_after": "906"}, "query.updated_after"),
+            ({"updated_after": "8.5e-219"}, "query.updated_after"),
+            ({"updated_after": "0001-01-01T00:00:00+01:00"}, "query.updated_after"),
+            ({"cursor": edge_cursor}, "query.cursor"),
+        ]:
+            r = await referral.client.get(path, params=params, headers=headers)
+            assert r.status_code == 422, (path, params, r.text)
+            assert [e["field"] for e in r.json()["errors"]] == [field]
+    for params in ({"since": "0.0"}, {"until": "-3e-212"}):
+        r = await referral.client.get("/v1/reports/referrals", params=params, headers=headers)
+        assert r.status_code == 422, (params, r.text)

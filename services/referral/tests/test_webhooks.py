@@ -487,6 +487,18 @@ async def test_event_types_must_be_referral_events(service: Service) -> None:
     assert [e["field"] for e in r.json()["errors"]] == ["event_types"]
 
 
+async def test_a_description_is_one_line_of_visible_text(service: Service) -> None:
+    """Found by schemathesis: PostgreSQL refuses NUL in text, and this answered 500."""
+    for description in ("a\x00b", "line\nbreak", "\u202eevil", " "):
+        r = await service.client.post(
+            "/v1/webhooks",
+            json={"url": "https://partner.example/", "description": description},
+            headers=service.headers(PROVIDER),
+        )
+        assert r.status_code == 422, r.text
+        assert [e["field"] for e in r.json()["errors"]] == ["description"]
+
+
 async def test_scopes_and_organizations(service: Service) -> None:
     r = await service.client.get("/v1/webhooks")
     assert r.status_code == 401

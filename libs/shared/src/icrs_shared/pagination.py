@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -45,7 +45,8 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         values = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         values = None
-    if not isinstance(values, dict):
+    # No cursor of ours holds a NUL, and PostgreSQL would refuse one in a query's text.
+    if not isinstance(values, dict) or b"\\u0000" in raw:
         raise bad_cursor()
     return values
 
@@ -72,8 +73,10 @@ def decode_keyset(cursor: str | None, key: Callable[[str], K]) -> tuple[datetime
     try:
         at = datetime.fromisoformat(str(values["t"]))
         found = key(str(values["k"]))
-    except (KeyError, TypeError, ValueError):
+        # A time at the calendar's edge with no UTC equivalent would fail in the query.
+        utc = at.astimezone(UTC) if at.tzinfo is not None else None
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise bad_cursor() from None
-    if at.tzinfo is None:
+    if utc is None:
         raise bad_cursor()
-    return at, found
+    return utc, found

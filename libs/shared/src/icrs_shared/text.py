@@ -40,6 +40,10 @@ def plain_text(value: str) -> str:
     return value
 
 
+#: Text a client searches or names things by (a query's filter, an id in a path): no
+#: control characters. None is in anything stored, and PostgreSQL refuses NUL in text.
+SearchText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
+
 _EMAIL = re.compile(
     r"^(?=.{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"

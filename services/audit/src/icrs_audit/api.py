@@ -6,7 +6,6 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -15,8 +14,10 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from icrs_shared.auth import Caller, require_scopes
 from icrs_shared.errors import NotFound
 from icrs_shared.events.envelope import TYPE_PREFIX
-from icrs_shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from icrs_shared.pagination import Cursor, Limit, bad_cursor, decode_cursor, encode_cursor
 from icrs_shared.runtime import RuntimeDep, SessionDep
+from icrs_shared.text import SearchText
+from icrs_shared.times import Instant
 
 from . import checkpoints, search
 from . import log as store
@@ -25,7 +26,8 @@ from .schemas import ConsistencyProof, Entries, Entry, InclusionProof, LogKey, b
 from .state import audit_log
 
 Auditor = Annotated[Caller, Depends(require_scopes("audit:read"))]
-Index = Annotated[int, Query(ge=0, le=2**62)]
+MAX_INDEX = 2**62
+Index = Annotated[int, Query(ge=0, le=MAX_INDEX)]
 
 #: Entries per answer of a range read.
 MAX_RANGE = 1000
@@ -63,7 +65,7 @@ async def entries(
     _: Auditor,
     session: SessionDep,
     start: Index = 0,
-    end: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    end: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
 ) -> Entries:
     stop = start + MAX_RANGE if end is None else min(end, start + MAX_RANGE)
     rows = await search.entry_range(session, start, stop) if stop > start else []
@@ -73,7 +75,7 @@ async def entries(
 
 @log_router.get("/entries/{index}", summary="One entry")
 async def entry(
-    _: Auditor, session: SessionDep, index: Annotated[int, Path(ge=0, le=2**62)]
+    _: Auditor, session: SessionDep, index: Annotated[int, Path(ge=0, le=MAX_INDEX)]
 ) -> Entry:
     row = await session.get(LogEntry, index)
     if row is None:
@@ -91,7 +93,7 @@ async def inclusion(
     _: Auditor,
     session: SessionDep,
     index: Index,
-    tree_size: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
 ) -> InclusionProof:
     if tree_size is None:
         tree_size = (await checkpoints.latest_or_404(session)).size
@@ -109,21 +111,22 @@ async def inclusion(
 async def consistency(
     _: Auditor,
     session: SessionDep,
-    first: Annotated[int, Query(ge=1, le=2**62)],
-    second: Annotated[int, Query(ge=1, le=2**62)],
+    first: Annotated[int, Query(ge=1, le=MAX_INDEX)],
+    second: Annotated[int, Query(ge=1, le=MAX_INDEX)],
 ) -> ConsistencyProof:
     hashes = await store.consistency_proof(session, first, second)
     return ConsistencyProof(first=first, second=second, hashes=[b64(h) for h in hashes])
 
 
 def _filters(
-    subject: Annotated[str | None, Query(max_length=200)] = None,
+    subject: Annotated[SearchText | None, Query(max_length=200)] = None,
     type: Annotated[
-        str | None, Query(max_length=100, description="`icrs.case.registered` or `case.registered`")
+        SearchText | None,
+        Query(max_length=100, description="`icrs.case.registered` or `case.registered`"),
     ] = None,
-    actor: Annotated[str | None, Query(max_length=200, description="The client id.")] = None,
-    since: Annotated[datetime | None, Query(description="Event time, inclusive.")] = None,
-    until: Annotated[datetime | None, Query(description="Event time, exclusive.")] = None,
+    actor: Annotated[SearchText | None, Query(max_length=200, description="The client id.")] = None,
+    since: Annotated[Instant | None, Query(description="Event time, inclusive.")] = None,
+    until: Annotated[Instant | None, Query(description="Event time, exclusive.")] = None,
 ) -> search.Filters:
     if type is not None and not type.startswith(TYPE_PREFIX):
         type = TYPE_PREFIX + type
@@ -141,10 +144,20 @@ async def events(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Entries:
-    after = int((decode_cursor(cursor) or {}).get("after", -1))
-    rows = await search.find(session, filters, after=after, limit=limit)
+    rows = await search.find(session, filters, after=_after(cursor), limit=limit)
     next_cursor = encode_cursor({"after": rows[-1].idx}) if len(rows) == limit else None
     return Entries(items=[Entry.of(r) for r in rows], next_cursor=next_cursor)
+
+
+def _after(cursor: str | None) -> int:
+    """The index a cursor of `/v1/audit/events` names (-1: from the start)."""
+    values = decode_cursor(cursor)
+    if values is None:
+        return -1
+    after = values.get("after")
+    if type(after) is not int or not 0 <= after <= MAX_INDEX:
+        raise bad_cursor()
+    return after
 
 
 _CSV_COLUMNS = ("index", "id", "time", "type", "source", "subject", "actor", "actororg", "data")

@@ -15,6 +15,7 @@ from icrs_shared.errors import FieldError, Forbidden, Invalid
 from icrs_shared.http import etag, require_if_match, set_etag
 from icrs_shared.pagination import Cursor, Limit, Page, decode_keyset, encode_keyset
 from icrs_shared.runtime import RuntimeDep, SessionDep
+from icrs_shared.times import Instant
 
 from . import service
 from .lifecycle import STATUSES, allowed
@@ -92,7 +93,7 @@ async def inbox(
     caller: Provider,
     session: SessionDep,
     status: StatusFilter = None,
-    updated_after: Annotated[datetime | None, Query()] = None,
+    updated_after: Annotated[Instant | None, Query()] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ReferralOut]:
@@ -112,7 +113,7 @@ async def requested(
     caller: Requester,
     session: SessionDep,
     status: StatusFilter = None,
-    updated_after: Annotated[datetime | None, Query()] = None,
+    updated_after: Annotated[Instant | None, Query()] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ReferralOut]:

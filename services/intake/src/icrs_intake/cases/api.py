@@ -14,6 +14,7 @@ from icrs_shared.auth import Caller, require_scopes
 from icrs_shared.http import Idempotency, etag, require_if_match, set_etag
 from icrs_shared.pagination import Cursor, Limit, Page
 from icrs_shared.runtime import RuntimeDep, SessionDep
+from icrs_shared.text import SearchText
 
 from ..models import Case, idempotency_keys
 from ..state import KeyringDep, SettingsDep, organization_of
@@ -70,7 +71,10 @@ def _etag(case: Case) -> str:
         "Send `duplicates_checked: true` to register anyway. A person under 18 is a minor: "
         "a `child_protection` need is raised at once. Accepts `Idempotency-Key`."
     ),
-    responses={201: {"headers": _ETAG}, 409: {"description": "Probable duplicate."}},
+    responses={
+        201: {"headers": _ETAG},
+        409: {"description": "Probable duplicate, or the external_id names another case."},
+    },
 )
 async def register_case(
     body: CaseCreate,
@@ -123,8 +127,8 @@ async def find_cases(
     caller: Reader,
     session: SessionDep,
     keyring: KeyringDep,
-    case_number: Annotated[str | None, Query(max_length=32)] = None,
-    external_id: Annotated[str | None, Query(max_length=64)] = None,
+    case_number: Annotated[SearchText | None, Query(max_length=32)] = None,
+    external_id: Annotated[SearchText | None, Query(max_length=64)] = None,
     name: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -159,7 +163,10 @@ async def read_case(
         "Needs `If-Match` with the case's ETag (428 without, 412 when it changed). Fields "
         "given replace the case's; `person` fields replace the person's one by one."
     ),
-    responses={200: {"headers": _ETAG}, 409: {"description": "The case is closed or erased."}},
+    responses={
+        200: {"headers": _ETAG},
+        409: {"description": "The case is closed or erased, or the external_id names another."},
+    },
 )
 async def update_case(
     case_id: CaseId,

@@ -12,11 +12,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     StringConstraints,
     model_validator,
 )
 
 from icrs_shared.text import Email, Phone, plain_text
+from icrs_shared.times import Day
 from icrs_shared.vocabulary import BeneficiaryCategory, ProgrammeTrack
 
 Sex = Literal["female", "male", "other", "unknown"]
@@ -71,7 +73,9 @@ def _not_future(value: date | None) -> date | None:
     return value
 
 
-PastDate = Annotated[date, AfterValidator(_not_future)]
+PastDate = Annotated[Day, AfterValidator(_not_future)]
+#: Strict: JSON `false` is not an age of 0 (that would make the person a minor).
+EstimatedAge = Annotated[StrictInt, Field(ge=0, le=120)]
 
 
 class Contact(BaseModel):
@@ -99,8 +103,8 @@ class Person(BaseModel):
     aliases: list[Name] = Field(default_factory=list, max_length=10)
     sex: Sex = "unknown"
     date_of_birth: PastDate | None = None
-    estimated_age: int | None = Field(
-        default=None, ge=0, le=120, description="When the date of birth is not known."
+    estimated_age: EstimatedAge | None = Field(
+        default=None, description="When the date of birth is not known."
     )
     languages: list[Language] = Field(default_factory=list, max_length=10)
     contact: Contact = Field(default_factory=Contact)
@@ -139,7 +143,7 @@ class PersonPatch(BaseModel):
     aliases: list[Name] | None = Field(default=None, max_length=10)
     sex: Sex | None = None
     date_of_birth: PastDate | None = None
-    estimated_age: int | None = Field(default=None, ge=0, le=120)
+    estimated_age: EstimatedAge | None = None
     languages: list[Language] | None = Field(default=None, max_length=10)
     contact: Contact | None = None
     documents: list[Document] | None = Field(default=None, max_length=10)

@@ -36,6 +36,27 @@ class ProbableDuplicate(Conflict):
     code, title = "probable-duplicate", "Probable duplicate"
 
 
+class ExternalIdTaken(Conflict):
+    code, title = "external-id-taken", "External id taken"
+
+
+async def _external_id_free(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    external_id: str | None,
+    case_id: uuid.UUID | None = None,
+) -> None:
+    """An external id names one case of the organization (a unique index says so too)."""
+    if external_id is None:
+        return
+    holder = await find_by_external_id(session, organization_id, external_id)
+    if holder is not None and holder.id != case_id:
+        raise ExternalIdTaken(
+            "another case of the organization has this external_id",
+            extra={"case_id": str(holder.id)},
+        )
+
+
 async def register(
     *,
     session: AsyncSession,
@@ -48,6 +69,7 @@ async def register(
     source_digest: bytes | None = None,
 ) -> Opened:
     """Register a case; raises ProbableDuplicate unless `data.duplicates_checked`."""
+    await _external_id_free(session, organization_id, data.external_id)
     if not data.duplicates_checked:
         found = await dedup.candidates(
             session=session, keyring=keyring, settings=settings, person=data.person, area=data.area
@@ -117,6 +139,8 @@ async def update_case(
     if case.status != "open" or key is None or profile is None:
         raise Conflict(f"a case that is {case.status} cannot be changed")
     given = patch.model_dump(exclude_unset=True)
+    if "external_id" in given:
+        await _external_id_free(session, case.organization_id, given["external_id"], case.id)
     person = profile.person
     if "person" in given and patch.person is not None:
         merged = person.model_dump() | patch.person.model_dump(exclude_unset=True)
@@ -231,4 +255,4 @@ async def find_by_external_id(
     return found
 
 
-__all__ = ["DuplicateCandidate", "Opened", "ProbableDuplicate"]
+__all__ = ["DuplicateCandidate", "ExternalIdTaken", "Opened", "ProbableDuplicate"]

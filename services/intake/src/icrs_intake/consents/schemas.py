@@ -6,8 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from icrs_shared.times import AwareInstant
 from icrs_shared.vocabulary import Category
 
 Purpose = Literal["referral", "follow_up"]
@@ -22,13 +23,12 @@ def _unique(values: list[T]) -> list[T]:
 
 
 def _in_future(value: datetime) -> datetime:
-    value = value.astimezone(UTC)
     if value <= datetime.now(UTC):
         raise ValueError("must be in the future")
     return value
 
 
-Expiry = Annotated[AwareDatetime, AfterValidator(_in_future)]
+Expiry = Annotated[AwareInstant, AfterValidator(_in_future)]
 
 
 class Recipients(BaseModel):

@@ -218,6 +218,8 @@ def csv_case(cells: dict[str, str]) -> dict[str, Any]:
             value = [item.strip() for item in text.split(LIST_SEPARATOR) if item.strip()]
         elif name == "sex":
             value = text.lower()
+        elif name == "estimated_age":
+            value = _number(text)
         if name in _PERSON:
             person[name] = value
         elif name in _CONTACT:
@@ -232,6 +234,11 @@ def csv_case(cells: dict[str, str]) -> dict[str, Any]:
         person["documents"] = [document]
     case["person"] = person
     return case
+
+
+def _number(text: str) -> int | str:
+    """A cell's whole number, as JSON would give it; other text as it is, to be refused."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else text
 
 
 # NDJSON ----------------------------------------------------------------------------

@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Rows stored per transaction.
 BATCH_ROWS = 250
+#: The largest row number a rejection can have (the column is a 32-bit integer).
+_MAX_ROW = 2**31 - 1
 
 #: Errors that one row can cause (a constraint, a value the database refuses); any
 #: other error (the database gone) stops the import as `failed`.
@@ -297,8 +299,10 @@ async def rejections(
     after = decode_cursor(cursor)
     try:
         start = None if after is None else (int(after["row"]), str(after["field"]))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise bad_cursor() from None
+    if start is not None and not 0 <= start[0] <= _MAX_ROW:
+        raise bad_cursor()  # no row of ours; the database's integer could not even hold it
     found = await repository.rejections(session, import_id, limit=limit, after=start)
     if len(found) < limit:
         return found, None

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from icrs_shared.text import plain_text
+from icrs_shared.times import Day
 
 #: Referral statuses (FHIR Task codes, contract §6) in which the provider works on it.
 LIVE_STATUSES = frozenset({"requested", "received", "accepted", "in-progress", "on-hold"})
@@ -36,7 +37,7 @@ def _plausible(value: date) -> date:
     return value
 
 
-ReviewDate = Annotated[date, AfterValidator(_plausible)]
+ReviewDate = Annotated[Day, AfterValidator(_plausible)]
 
 
 class PlanUpdate(BaseModel):

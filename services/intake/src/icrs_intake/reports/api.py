@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +10,7 @@ from icrs_shared.auth import Caller, require_scopes
 from icrs_shared.disclosure import THRESHOLD
 from icrs_shared.errors import FieldError, Invalid
 from icrs_shared.runtime import SessionDep
+from icrs_shared.times import Day
 from icrs_shared.vocabulary import ProgrammeTrack
 
 from ..state import organization_of
@@ -69,10 +69,10 @@ async def case_report(
         ProgrammeTrack | None, Query(description="Count only this track's cases.")
     ] = None,
     since: Annotated[
-        date | None, Query(description="Cases registered on this day (UTC) or later.")
+        Day | None, Query(description="Cases registered on this day (UTC) or later.")
     ] = None,
     until: Annotated[
-        date | None, Query(description="Cases registered on this day (UTC) or earlier.")
+        Day | None, Query(description="Cases registered on this day (UTC) or earlier.")
     ] = None,
 ) -> CaseReport:
     if since is not None and until is not None and until < since:

@@ -48,6 +48,9 @@ def parse_token_request(
         if secret is not None or client_id not in (None, basic[0]):
             raise TokenRequestError("invalid_request")
         client_id, secret = basic
+    if client_id is not None and any(ch < " " or ch == "\x7f" for ch in client_id):
+        # No client id holds a control character (and PostgreSQL refuses NUL in text).
+        raise TokenRequestError("invalid_client")
     return TokenRequest(form, authorization if basic else None, client_id, secret)
 
 

@@ -14,6 +14,7 @@ from icrs_shared.errors import PROBLEM_JSON, problem_body
 from icrs_shared.http import Idempotency, etag, require_if_match, set_etag
 from icrs_shared.pagination import Cursor, Limit, Page
 from icrs_shared.runtime import RuntimeDep, SessionDep
+from icrs_shared.text import SearchText
 
 from ..models import Organization, idempotency_keys
 from ..scopes import Kind
@@ -33,7 +34,7 @@ router = APIRouter(prefix="/v1/organizations", tags=["organizations"])
 Admin = Annotated[Caller, Depends(require_scopes(service.ADMIN_SCOPE))]
 Authenticated = Annotated[Caller, Depends(require_scopes())]
 OrganizationId = Annotated[uuid.UUID, Path(description="The organization's id.")]
-ClientId = Annotated[str, Path(max_length=64, description="The client's `client_id`.")]
+ClientId = Annotated[SearchText, Path(max_length=64, description="The client's `client_id`.")]
 
 _ETAG_HEADER = {
     "ETag": {"description": "The organization's version.", "schema": {"type": "string"}}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from icrs_shared.auth import Caller, organization_of, require_scopes
 from icrs_shared.disclosure import THRESHOLD
 from icrs_shared.runtime import SessionDep
+from icrs_shared.times import Day
 
 from .service import ReferralReport, Side, referral_report
 
@@ -33,8 +33,8 @@ async def report(
     session: SessionDep,
     side: Side = "requester",
     area_level: Annotated[int, Query(ge=2, le=16)] = 4,
-    since: Annotated[date | None, Query()] = None,
-    until: Annotated[date | None, Query()] = None,
+    since: Annotated[Day | None, Query()] = None,
+    until: Annotated[Day | None, Query()] = None,
 ) -> ReferralReport:
     return await referral_report(
         session=session,

@@ -7,9 +7,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    field_validator,
+)
 
 from icrs_shared.events import platform_events
+from icrs_shared.text import plain_text
 
 if TYPE_CHECKING:
     from .models import WebhookAttempt, WebhookDelivery
@@ -51,6 +60,9 @@ def _check_url(url: HttpUrl) -> HttpUrl:
 
 
 WebhookUrl = Annotated[HttpUrl, AfterValidator(_check_url)]
+Description = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(plain_text)
+]
 
 
 class WebhookCreate(BaseModel):
@@ -70,7 +82,7 @@ class WebhookCreate(BaseModel):
         description="Referral events to receive: routing keys, or `referral.*` for all.",
         json_schema_extra={"items": {"type": "string", "enum": list(EVENT_TYPES)}},
     )
-    description: str | None = Field(default=None, max_length=500)
+    description: Description | None = None
 
     @field_validator("event_types", mode="after")
     @classmethod
