@@ -41,6 +41,9 @@ bench: .venv
 	$(UV) run --no-sync python bench/bus_throughput.py
 	$(UV) run --no-sync python bench/audit_log.py
 	$(UV) run --no-sync python bench/intake_import.py
+	$(UV) run --no-sync python bench/api.py
+	$(UV) run --no-sync python bench/memory.py
+	$(UV) run --no-sync python bench/pipeline.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

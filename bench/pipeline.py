@@ -1,0 +1,399 @@
+"""The whole pipeline under load, beside the broker's and the database's ceilings, measured
+in the same run.
+
+The four services run as separate `icrs serve` processes on the local RabbitMQ and
+PostgreSQL (`icrs.processes.ProcessPlatform`). A load generator registers people at a
+steady rate (case, consent to referral, a needs assessment: three requests each, every
+person different), and a partner answers every referral in its inbox through the API
+(accepts it). The rate rises step by step until latency breaks or the platform falls
+behind. For each step:
+
+- cases/s and events/s sustained (events: entries the audit log appended in the step);
+- latency from the needs assessment's commit (its `needs.assessed` event's time) to the
+  referral in the partner's inbox (the referral row's `created_at`), p50/p95/p99;
+- latency from each event's time to its entry in the audit log (`appended_at`).
+
+The ceilings: raw aio-pika confirmed publishes into a quorum queue and consumption with
+acks (`bus_throughput.raw_ceiling`), and PostgreSQL's commit rate (pgbench, one insert per
+transaction). `--replicas 2` runs two processes each of the referral and audit services
+and checks that no need got two referrals and no event two log entries.
+
+    uv run --no-sync python bench/pipeline.py [--rates 5,10,20,40] [--step-seconds 30] \
+        [--replicas 1] [--out bench/results/pipeline.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from bus_throughput import raw_ceiling
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from icrs.processes import PlatformClient, ProcessPlatform
+
+AMQP = os.environ.get("ICRS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG = os.environ.get(
+    "ICRS_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+#: A step is broken when its p99 to the inbox passes this, or it falls behind its rate.
+LATENCY_LIMIT_S = 5.0
+
+
+def quantiles(values: Sequence[float]) -> dict[str, float | None]:
+    if len(values) < 2:
+        return {"p50": None, "p95": None, "p99": None, "n": len(values)}
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "p50": round(q[49] * 1000, 1),
+        "p95": round(q[94] * 1000, 1),
+        "p99": round(q[98] * 1000, 1),
+        "n": len(values),
+    }
+
+
+def pgbench(seconds: int) -> dict[str, float]:
+    """PostgreSQL's commit rate: one-row insert transactions from 8 clients."""
+    url = PG.replace("postgresql+asyncpg://", "postgresql://")
+    host = re.search(r"@([^:/]+)", url)
+    port = re.search(r":(\d+)/", url)
+    database = f"icrs_pgbench_{os.getpid()}"
+    base = ["-h", host.group(1) if host else "127.0.0.1", "-p", port.group(1) if port else "5432"]
+    base += ["-U", "postgres"]
+    subprocess.run(["createdb", *base, database], check=True)
+    try:
+        subprocess.run(
+            ["psql", *base, "-q", "-d", database, "-c", "CREATE TABLE t (id bigserial, v int)"],
+            check=True,
+        )
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+            script.write("INSERT INTO t (v) VALUES (1);\n")
+        command = ["pgbench", *base, "-n", "-c", "8", "-j", "2", "-T", str(seconds)]
+        out = subprocess.run(
+            [*command, "-f", script.name, database],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        os.unlink(script.name)
+        tps = re.search(r"tps = ([\d.]+)", out)
+        return {"commits_per_s": round(float(tps.group(1)), 1) if tps else 0.0}
+    finally:
+        subprocess.run(["dropdb", *base, "--if-exists", database], check=True)
+
+
+class Load:
+    """The load generator and the partner answering its inbox."""
+
+    def __init__(self, client: PlatformClient, agency: dict[str, str], partner: dict[str, str]):
+        self.client = client
+        self.agency = agency
+        self.partner = partner
+        self.next_number = 1
+        self.cases: dict[str, int] = {}  # case id -> step
+        self.failures = 0
+        self.answered = 0
+        self.in_flight = 0
+        self._stop_answering = asyncio.Event()
+
+    async def one(self, step: int) -> None:
+        number = self.next_number
+        self.next_number += 1
+        self.in_flight += 1
+        try:
+            case_id = await self.client.refer(self.agency, number)
+            self.cases[case_id] = step
+        except httpx.HTTPError:
+            self.failures += 1
+        finally:
+            self.in_flight -= 1
+
+    async def run_step(self, step: int, rate: float, seconds: float) -> tuple[int, float]:
+        """Start `rate` people per second for `seconds` (open loop); wait for them all."""
+        tasks: list[asyncio.Task[None]] = []
+        start = time.monotonic()
+        total = int(rate * seconds)
+        for i in range(total):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self.one(step)))
+        await asyncio.gather(*tasks)
+        return total, time.monotonic() - start
+
+    async def answer(self) -> None:
+        """Accept every referral in the partner's inbox, as a partner's system would."""
+        referral = self.client.to("referral")
+        while not self._stop_answering.is_set():
+            r = await referral.get(
+                "/v1/referrals/inbox",
+                params={"status": "requested", "limit": 100},
+                headers=self.partner,
+            )
+            items = r.json()["items"] if r.status_code == 200 else []
+            for item in items:
+                a = await referral.post(
+                    f"/v1/referrals/{item['id']}/status",
+                    json={"status": "accepted"},
+                    headers=self.partner,
+                )
+                self.answered += a.status_code == 200
+            if not items:
+                await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        self._stop_answering.set()
+
+
+def cpu_seconds(p: ProcessPlatform) -> dict[str, float]:
+    """CPU time used so far by each service (its replicas together), PostgreSQL, RabbitMQ
+    and this load generator: where a step's work went."""
+    used: dict[str, float] = {}
+
+    def add(name: str, proc: psutil.Process) -> None:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            return
+        used[name] = used.get(name, 0.0) + t.user + t.system
+
+    for process in p.all_processes():
+        if process.pid is not None:
+            add(process.name, psutil.Process(process.pid))
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        name = proc.info["name"] or ""
+        if name.startswith("postgres"):
+            add("postgresql", proc)
+        elif name == "beam.smp":
+            add("rabbitmq", proc)
+    add("load generator", psutil.Process())
+    return used
+
+
+async def step_figures(
+    p: ProcessPlatform, load: Load, step: int, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """Latencies and rates of a step, read from the services' databases."""
+    audit = create_async_engine(p.databases["audit"])
+    referral = create_async_engine(p.databases["referral"])
+    try:
+        async with audit.connect() as conn:
+            assessed = {
+                str(subject): t
+                for subject, t in await conn.execute(
+                    text("SELECT subject, time FROM log_entries WHERE type = 'icrs.needs.assessed'")
+                )
+            }
+            to_log = [
+                (appended - t).total_seconds()
+                for t, appended in await conn.execute(
+                    text("SELECT time, appended_at FROM log_entries WHERE time BETWEEN :a AND :b"),
+                    {"a": start, "b": end},
+                )
+            ]
+            appended = (
+                await conn.execute(
+                    text("SELECT count(*) FROM log_entries WHERE appended_at BETWEEN :a AND :b"),
+                    {"a": start, "b": end},
+                )
+            ).scalar_one()
+        async with referral.connect() as conn:
+            created = {
+                str(case_id): t
+                for case_id, t in await conn.execute(
+                    text("SELECT case_id, created_at FROM referrals WHERE attempt = 1")
+                )
+            }
+    finally:
+        await audit.dispose()
+        await referral.dispose()
+    mine = [c for c, s in load.cases.items() if s == step]
+    to_inbox = [
+        (created[c] - assessed[c]).total_seconds() for c in mine if c in created and c in assessed
+    ]
+    seconds = (end - start).total_seconds()
+    return {
+        "cases": len(mine),
+        "cases_per_s": round(len(mine) / seconds, 1),
+        "events_per_s": round(appended / seconds, 1),
+        "referrals_in_inbox": len(to_inbox),
+        "assessment_to_inbox_ms": quantiles(to_inbox),
+        "event_to_audit_log_ms": quantiles(to_log),
+    }
+
+
+async def settle(p: ProcessPlatform, load: Load, within: float) -> float:
+    """Seconds until every registered case has its referral and the log stops growing."""
+    start = time.monotonic()
+    referral = create_async_engine(p.databases["referral"])
+    audit = create_async_engine(p.databases["audit"])
+    last = -1
+    try:
+        while time.monotonic() - start < within:
+            async with referral.connect() as conn:
+                referred = (
+                    await conn.execute(text("SELECT count(DISTINCT case_id) FROM referrals"))
+                ).scalar_one()
+            async with audit.connect() as conn:
+                size = (await conn.execute(text("SELECT count(*) FROM log_entries"))).scalar_one()
+            if referred >= len(load.cases) and size == last:
+                return time.monotonic() - start
+            last = size
+            await asyncio.sleep(0.5)
+        return float("inf")
+    finally:
+        await referral.dispose()
+        await audit.dispose()
+
+
+async def duplicates(p: ProcessPlatform) -> dict[str, int]:
+    referral = create_async_engine(p.databases["referral"])
+    audit = create_async_engine(p.databases["audit"])
+    try:
+        async with referral.connect() as conn:
+            twice = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM (SELECT need_id FROM referrals WHERE attempt = 1"
+                        " GROUP BY need_id HAVING count(*) > 1) d"
+                    )
+                )
+            ).scalar_one()
+        async with audit.connect() as conn:
+            logged_twice = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM (SELECT event_id FROM log_entries"
+                        " GROUP BY event_id HAVING count(*) > 1) d"
+                    )
+                )
+            ).scalar_one()
+            size = (await conn.execute(text("SELECT count(*) FROM log_entries"))).scalar_one()
+    finally:
+        await referral.dispose()
+        await audit.dispose()
+    return {"needs_referred_twice": twice, "events_logged_twice": logged_twice, "log_size": size}
+
+
+async def run_platform(
+    replicas: int, rates: list[float], step_seconds: float, data_dir: Path
+) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    async with ProcessPlatform(
+        PG,
+        AMQP,
+        data_dir,
+        replicas={"referral": replicas, "audit": replicas},
+        env={"ICRS_LOG_LEVEL": "WARNING"},
+    ) as p:
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+        async with p.client(limits=limits) as client:
+            provider, partner = await client.organization(
+                "Bench Clinic",
+                "service_provider",
+                ["referrals:respond", "services:manage"],
+                child_safeguarding=True,
+            )
+            await client.publish_service(provider, partner)  # no capacity limit
+            _, agency = await client.organization(
+                "Bench Agency",
+                "un_agency",
+                ["cases:write", "cases:read", "referrals:read", "referrals:write"],
+            )
+            load = Load(client, agency, partner)
+            answering = asyncio.create_task(load.answer())
+            try:
+                for step, rate in enumerate(rates):
+                    begin = datetime.now(UTC)
+                    cpu_before = cpu_seconds(p)
+                    started, took = await load.run_step(step, rate, step_seconds)
+                    end = datetime.now(UTC)
+                    drain = await settle(p, load, within=120)
+                    cpu = {
+                        name: round(1000 * (used - cpu_before.get(name, 0.0)) / max(started, 1), 1)
+                        for name, used in cpu_seconds(p).items()
+                    }
+                    figures = await step_figures(p, load, step, begin, end)
+                    figures |= {
+                        "target_cases_per_s": rate,
+                        "started": started,
+                        "seconds": round(took, 1),
+                        "failed_requests": load.failures,
+                        "settled_after_s": round(drain, 1),
+                        "cpu_ms_per_case": cpu,
+                        "load_average": os.getloadavg()[0],
+                    }
+                    steps.append(figures)
+                    print(json.dumps(figures), flush=True)
+                    inbox_p99 = figures["assessment_to_inbox_ms"]["p99"]
+                    behind = took > step_seconds * 1.1 or figures["cases"] < 0.95 * started
+                    if behind or inbox_p99 is None or inbox_p99 > LATENCY_LIMIT_S * 1000:
+                        break
+            finally:
+                load.stop()
+                await answering
+            dupes = await duplicates(p)
+    return {"replicas": replicas, "steps": steps, "accepted_by_partner": load.answered} | dupes
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rates", default="5,10,20,30,40,60")
+    parser.add_argument("--step-seconds", type=float, default=30)
+    parser.add_argument("--replicas", default="1,2", help="runs, by replicas of referral+audit")
+    parser.add_argument("--ceiling-events", type=int, default=20000)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/pipeline.json"))
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    load_at_start = os.getloadavg()[0]
+
+    ceiling = {"rabbitmq": await raw_ceiling(args.ceiling_events, 200), "postgres": pgbench(10)}
+    print(json.dumps(ceiling), flush=True)
+    runs = []
+    for replicas in (int(r) for r in args.replicas.split(",")):
+        data_dir = Path(tempfile.mkdtemp(prefix="icrs-bench-"))
+        try:
+            runs.append(await run_platform(replicas, rates, args.step_seconds, data_dir))
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    best = max(
+        (s["events_per_s"] for run in runs for s in run["steps"]),
+        default=0.0,
+    )
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": load_at_start,
+        },
+        "ceiling": ceiling,
+        "runs": runs,
+        "best_events_per_s": best,
+        "best_events_vs_raw_confirmed_publish": round(
+            best / ceiling["rabbitmq"]["publish_per_s"], 4
+        ),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
