@@ -35,12 +35,17 @@ class World:
         await self.referral.bus.publish([envelope])
 
     async def organization(
-        self, *, safeguarding: bool = False, status: str = "active"
+        self,
+        *,
+        safeguarding: bool = False,
+        status: str = "active",
+        org: uuid.UUID | None = None,
+        event: str = "icrs.organization.verified",
     ) -> uuid.UUID:
-        org = uuid.uuid4()
+        org = org or uuid.uuid4()
         await self.send(
             "partners",
-            "icrs.organization.verified",
+            event,
             org,
             organization_id=str(org),
             kind="service_provider",
@@ -255,6 +260,21 @@ async def test_unmatched_with_reasons_then_matched_when_a_service_comes(
     need = await world.need("housing")
     await world.wait_need(need, "unmatched", ["area"])
     sid = await world.service(org, category="housing")
+    [made] = await world.wait_referrals(need, 1)
+    assert made.service_id == sid
+
+
+async def test_a_need_waiting_for_its_provider_is_matched_when_the_provider_is_verified(
+    referral: ReferralService,
+) -> None:
+    world = World(referral)
+    org = await world.organization(status="pending", event="icrs.organization.registered")
+    sid = await world.service(org, category="legal_aid")
+    await world.case()
+    await world.consent("legal_aid")
+    need = await world.need("legal_aid")
+    await world.wait_need(need, "unmatched", ["organization-inactive"])
+    await world.organization(org=org)
     [made] = await world.wait_referrals(need, 1)
     assert made.service_id == sid
 

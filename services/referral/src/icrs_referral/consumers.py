@@ -12,14 +12,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from icrs_shared.events import Envelope
-from icrs_shared.events.catalog import CaseErased, CaseEvent, ConsentEvent, ServiceEvent
+from icrs_shared.events.catalog import (
+    CaseErased,
+    CaseEvent,
+    ConsentEvent,
+    OrganizationEvent,
+    ServiceEvent,
+)
 from icrs_shared.messaging import Consumers
 from icrs_shared.outbox import Outbox
 
 from . import view
+from .models import KnownService
 from .router import route_need, route_waiting, routing_lock
 from .service import cancel_uncovered
 from .webhooks.consumer import webhook_consumers
@@ -47,12 +56,25 @@ class Routing:
 
     def _handlers(self) -> dict[str, Callable[[AsyncSession, Envelope], Awaitable[None]]]:
         return {
-            "organization": view.organization,
+            "organization": self._organization,
             "service": self._service,
             "case": self._case,
             "consent": self._consent,
             "needs": self._needs,
         }
+
+    async def _organization(self, session: AsyncSession, envelope: Envelope) -> None:
+        """An organization verified, reactivated or changed may now take needs that waited
+        for it: route again the waiting needs of its services' categories."""
+        await view.organization(session, envelope)
+        organization_id = OrganizationEvent.model_validate(envelope.data).organization_id
+        categories = await session.execute(
+            select(KnownService.category)
+            .where(col(KnownService.organization_id) == organization_id)
+            .distinct()
+        )
+        for category in sorted(categories.scalars()):
+            await self._route_waiting(session, category=category)
 
     async def _service(self, session: AsyncSession, envelope: Envelope) -> None:
         await view.service(session, envelope)
