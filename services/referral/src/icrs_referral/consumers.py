@@ -69,7 +69,7 @@ class Routing:
         await view.organization(session, envelope)
         organization_id = OrganizationEvent.model_validate(envelope.data).organization_id
         categories = await session.execute(
-            select(KnownService.category)
+            select(col(KnownService.category))
             .where(col(KnownService.organization_id) == organization_id)
             .distinct()
         )
