@@ -32,8 +32,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import JSON, Column, DateTime, MetaData, Table, Uuid
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from icrs.processes import ProcessPlatform, family_name, free_port
+from icrs.processes import ProcessPlatform, case_body, free_port
 from icrs_shared.testing.databases import create_database, drop_database
 
 AMQP = os.environ.get("ICRS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -58,23 +59,20 @@ FIRST_PERSON = 100_000
 
 #: The request a client sends next, given the next number.
 Send = Callable[[httpx.AsyncClient, int], httpx.Request]
+#: The platform's routes measured, as `platform_routes` names their results.
+MEASURED = ("post_cases", "get_inbox")
 
 
-def case_body(number: int) -> dict[str, Any]:
-    """Person `number`: a family name, a document and a birth date no other has."""
-    return {
-        "person": {
-            "given_name": "Hodan" if number % 2 else "Cabdi",
-            "family_name": family_name(number),
-            "sex": "female" if number % 2 else "male",
-            "date_of_birth": f"{1960 + number % 40}-{1 + number % 12:02d}-{1 + number % 28:02d}",
-            "languages": ["so"],
-            "documents": [{"type": "ddr_id", "number": f"BENCH-{number:09d}"}],
-        },
-        "beneficiary_category": "ex_combatant",
-        "programme_track": "DDR",
-        "area": "SO1101",
-    }
+@dataclass(frozen=True)
+class Route:
+    """A route measured: `send` builds the request a client sends next; a request that
+    gets `ok` succeeded; `between` is awaited after each number of clients."""
+
+    name: str
+    url: str
+    send: Send
+    ok: int
+    between: Callable[[], Awaitable[object]] | None = None
 
 
 def bare_app(database_url: str) -> FastAPI:
@@ -154,14 +152,33 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+async def measure(
+    route: Route, args: argparse.Namespace, numbers: Iterator[int], pids: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Each number of clients in turn, with the CPU time of the processes `pids`."""
+    out = []
+    for clients in args.clients:
+        result = await load(
+            route,
+            clients=clients,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            numbers=numbers,
+            pids=pids,
+        )
+        print(route.name, json.dumps(result), flush=True)
+        out.append(result)
+        if route.between is not None:
+            await route.between()
+    return out
+
+
 async def load(
-    url: str,
-    send: Send,
+    route: Route,
     *,
     clients: int,
     seconds: float,
     warmup: float,
-    ok: int,
     numbers: Iterator[int],
     pids: dict[str, int],
 ) -> dict[str, Any]:
@@ -171,13 +188,13 @@ async def load(
     statuses: Counter[int] = Counter()
     cpu_start: dict[str, float] = {}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=route.url, limits=limits, timeout=60) as http:
         start = time.perf_counter() + warmup
         end = start + seconds
 
         async def client() -> None:
             while (sent := time.perf_counter()) < end:
-                r = await http.send(send(http, next(numbers)))
+                r = await http.send(route.send(http, next(numbers)))
                 done = time.perf_counter()
                 if start <= done <= end:
                     latencies.append(done - sent)
@@ -191,7 +208,7 @@ async def load(
         cpu_end = cpu_seconds(pids)
         window = time.perf_counter() - start
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    good = statuses[ok]
+    good = statuses[route.ok]
     return {
         "clients": clients,
         "seconds": seconds,
@@ -208,28 +225,6 @@ async def load(
     }
 
 
-async def levels(
-    name: str,
-    url: str,
-    send: Send,
-    args: argparse.Namespace,
-    *,
-    between: Callable[[], Any] | None = None,
-    **kw: Any,
-) -> list[dict[str, Any]]:
-    """Each number of clients in turn; `between` is awaited after each."""
-    out = []
-    for clients in args.clients:
-        result = await load(
-            url, send, clients=clients, seconds=args.seconds, warmup=args.warmup, **kw
-        )
-        print(name, json.dumps(result), flush=True)
-        out.append(result)
-        if between is not None:
-            await between()
-    return out
-
-
 async def bare(args: argparse.Namespace, numbers: Iterator[int]) -> list[dict[str, Any]]:
     url = await create_database(PG, prefix="icrs_bench_bare")
     port = free_port()
@@ -239,12 +234,11 @@ async def bare(args: argparse.Namespace, numbers: Iterator[int]) -> list[dict[st
         await wait_ready(f"http://127.0.0.1:{port}", process)
 
         def send(http: httpx.AsyncClient, number: int) -> httpx.Request:
-            return http.build_request("POST", "/items", json=case_body(number))
+            return http.build_request("POST", "/items", json=case_body(number, external_id=False))
 
+        route = Route("bare", f"http://127.0.0.1:{port}", send, ok=201)
         pids = {"bare": process.pid, "bench": os.getpid()}
-        return await levels(
-            "bare", f"http://127.0.0.1:{port}", send, args, ok=201, numbers=numbers, pids=pids
-        )
+        return await measure(route, args, numbers, pids)
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
@@ -285,7 +279,7 @@ async def platform_routes(args: argparse.Namespace, numbers: Iterator[int]) -> d
             pids = {p.name: p.pid or 0 for p in plat.all_processes()} | {"bench": os.getpid()}
 
             def new_case(http: httpx.AsyncClient, number: int) -> httpx.Request:
-                body = case_body(FIRST_PERSON + number)
+                body = case_body(FIRST_PERSON + number, external_id=False)
                 return http.build_request("POST", "/v1/cases", json=body, headers=agency)
 
             def read_inbox(http: httpx.AsyncClient, _: int) -> httpx.Request:
@@ -294,29 +288,21 @@ async def platform_routes(args: argparse.Namespace, numbers: Iterator[int]) -> d
                     "GET", "/v1/referrals/inbox", params=params, headers=clinic
                 )
 
-            # Fresh tokens: those above may be near their end (they last 10 minutes).
-            agency.update(await client.token(agency_id, agency_secret))
-            out["post_cases"] = await levels(
+            post_cases = Route(
                 "POST /v1/cases",
                 plat.url("intake"),
                 new_case,
-                args,
                 ok=201,
-                numbers=numbers,
-                pids=pids,
                 # The events of one level are consumed before the next one starts.
                 between=plat.settled,
             )
+            get_inbox = Route("GET /v1/referrals/inbox", plat.url("referral"), read_inbox, ok=200)
+
+            # Fresh tokens: those above may be near their end (they last 10 minutes).
+            agency.update(await client.token(agency_id, agency_secret))
+            out["post_cases"] = await measure(post_cases, args, numbers, pids)
             clinic.update(await client.token(provider_id, provider_secret))
-            out["get_inbox"] = await levels(
-                "GET /v1/referrals/inbox",
-                plat.url("referral"),
-                read_inbox,
-                args,
-                ok=200,
-                numbers=numbers,
-                pids=pids,
-            )
+            out["get_inbox"] = await measure(get_inbox, args, numbers, pids)
             backlog = await plat.backlog()
             out["events_written"] = backlog.written
     finally:
@@ -379,14 +365,11 @@ async def main(args: argparse.Namespace) -> None:
         "bare_insert": ceiling,
         **routes,
         "rps_ratio_to_bare_insert": {
-            "post_cases": ratios(routes["post_cases"], ceiling),
-            "get_inbox": ratios(routes["get_inbox"], ceiling),
-            "post_cases_best_to_bare_best": round(
-                max(r["rps"] for r in routes["post_cases"]) / best, 3
-            ),
-            "get_inbox_best_to_bare_best": round(
-                max(r["rps"] for r in routes["get_inbox"]) / best, 3
-            ),
+            **{key: ratios(routes[key], ceiling) for key in MEASURED},
+            **{
+                f"{key}_best_to_bare_best": round(max(r["rps"] for r in routes[key]) / best, 3)
+                for key in MEASURED
+            },
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,13 +61,17 @@ BAD = (
 )
 
 
-def cells(i: int) -> dict[str, str]:
+def cells(
+    i: int, *, family_name: Callable[[int], str] = "Warsame{}".format, mixed: bool = True
+) -> dict[str, str]:
+    """Row `i`, an adult named `family_name(i)`. `mixed`: some rows with an alias, on the CVR
+    track or with a vulnerability, and 1% bad; without it, none."""
     row = dict.fromkeys(COLUMNS, "")
     row.update(
         external_id=f"GOV-{i:07d}",
         given_name=GIVEN[i % len(GIVEN)],
-        family_name=f"Warsame{i}",
-        aliases=f"Ali{i}" if i % 5 == 0 else "",
+        family_name=family_name(i),
+        aliases=f"Ali{i}" if mixed and i % 5 == 0 else "",
         sex="female" if i % 2 else "male",
         date_of_birth=f"{1960 + i % 45}-{1 + i % 12:02d}-{1 + i % 28:02d}",
         languages="so;ar" if i % 3 else "so",
@@ -75,25 +79,24 @@ def cells(i: int) -> dict[str, str]:
         document_type="ddr_id",
         document_number=f"DDR-{i:07d}",
         beneficiary_category="ex_combatant" if i % 4 else "associate",
-        programme_track="DDR" if i % 7 else "CVR",
+        programme_track="DDR" if not mixed or i % 7 else "CVR",
         area=AREAS[i % len(AREAS)],
         demobilization_date="2024-10-01",
-        vulnerabilities="disability" if i % 11 == 0 else "",
+        vulnerabilities="disability" if mixed and i % 11 == 0 else "",
     )
-    if i % 100 == 0:  # 1% bad, with one of four faults
+    if mixed and i % 100 == 0:  # 1% bad, with one of four faults
         row.update(BAD[(i // 100) % len(BAD)])
     return row
 
 
-def write_file(path: Path, rows: int) -> int:
-    """The CSV, written a row at a time; the number of rows meant to be rejected."""
+def write_file(path: Path, rows: int, row: Callable[[int], dict[str, str]] = cells) -> None:
+    """The CSV of `rows` rows, written a row at a time."""
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         for i in range(1, rows + 1):
-            row = cells(i)
-            writer.writerow([row[c] for c in COLUMNS])
-    return rows // 100
+            values = row(i)
+            writer.writerow([values[c] for c in COLUMNS])
 
 
 async def chunks(path: Path, size: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -169,7 +172,8 @@ async def main() -> None:
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="icrs-bench-import-"))
     path = work / "cases.csv"
-    bad = write_file(path, args.rows)
+    write_file(path, args.rows)
+    bad = args.rows // 100  # every hundredth row (cells)
     size_mib = round(path.stat().st_size / 2**20, 1)
     url = await create_database(PG, prefix="icrs_bench")
     bus = RabbitBus(AMQP, namespace=f"bench-{uuid.uuid4().hex[:8]}.")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import itertools
 import json
 import os
@@ -34,7 +33,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,9 +40,9 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
+from intake_import import cells, chunks, write_file
 
 from icrs.processes import Backlog, PlatformClient, ProcessPlatform, family_name
-from icrs_intake.imports.rows import COLUMNS
 from icrs_referral.consumers import BINDINGS
 from icrs_shared.events.envelope import routing_key
 
@@ -52,40 +50,14 @@ AMQP = os.environ.get("ICRS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
 PG = os.environ.get(
     "ICRS_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
-AREAS = ("SO1101", "SO1102", "SO2201", "SO2203", "SO31")
 SERVICE_AREAS = ("SO11", "SO22", "SO31")
 MIB = 2**20
 
 
-def write_file(path: Path, cases: int) -> None:
-    """One adult a row (no minor, so no need is raised by the import itself)."""
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for i in range(1, cases + 1):
-            row = dict.fromkeys(COLUMNS, "")
-            row.update(
-                external_id=f"REG-{i:07d}",
-                given_name="Hodan" if i % 2 else "Cabdi",
-                family_name=family_name(i),
-                sex="female" if i % 2 else "male",
-                date_of_birth=f"{1960 + i % 40}-{1 + i % 12:02d}-{1 + i % 28:02d}",
-                languages="so;ar" if i % 3 else "so",
-                phone=f"+252 61 {i:07d}",
-                document_type="ddr_id",
-                document_number=f"DDR-{i:07d}",
-                beneficiary_category="ex_combatant" if i % 4 else "associate",
-                programme_track="DDR",
-                area=AREAS[i % len(AREAS)],
-                demobilization_date="2024-10-01",
-            )
-            writer.writerow([row[c] for c in COLUMNS])
-
-
-async def chunks(path: Path, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(size):
-            yield chunk
+def case_row(i: int) -> dict[str, str]:
+    """An adult (no minor, so no need is raised by the import itself), every row good, each
+    with a family name of their own (no probable duplicates)."""
+    return cells(i, family_name=family_name, mixed=False)
 
 
 class Token:
@@ -359,7 +331,7 @@ async def main(args: argparse.Namespace) -> None:
     load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="icrs-bench-memory-"))
     path = work / "cases.csv"
-    write_file(path, args.cases)
+    write_file(path, args.cases, case_row)
     result: dict[str, Any] = {}
     try:
         async with (

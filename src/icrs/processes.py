@@ -56,6 +56,28 @@ def family_name(number: int) -> str:
     return "".join(syllables).capitalize()
 
 
+def case_body(number: int, *, external_id: bool = True) -> dict[str, Any]:
+    """The `POST /v1/cases` body of person `number`: a family name and a document of their
+    own, so that no two are probable duplicates. Without `external_id` the case has none
+    (a case that has one costs intake a look-up)."""
+    body: dict[str, Any] = {
+        "person": {
+            "given_name": "Amina" if number % 2 else "Yusuf",
+            "family_name": family_name(number),
+            "sex": "female" if number % 2 else "male",
+            "date_of_birth": f"{1970 + number % 30}-0{1 + number % 9}-1{number % 9}",
+            "languages": ["so"],
+            "documents": [{"type": "ddr_id", "number": f"DDR-{number:08d}"}],
+        },
+        "beneficiary_category": "ex_combatant",
+        "programme_track": "DDR",
+        "area": "SO1101",
+    }
+    if external_id:
+        body["external_id"] = f"load-{number}"
+    return body
+
+
 @dataclass(frozen=True)
 class Backlog:
     """What the services' databases say of the platform's events at one moment."""
@@ -461,24 +483,7 @@ class PlatformClient:
                 return headers
             return headers | {"Idempotency-Key": f"{idempotency_key}/{step}"}
 
-        r = await intake.post(
-            "/v1/cases",
-            json={
-                "person": {
-                    "given_name": "Amina" if number % 2 else "Yusuf",
-                    "family_name": family_name(number),
-                    "sex": "female" if number % 2 else "male",
-                    "date_of_birth": f"{1970 + number % 30}-0{1 + number % 9}-1{number % 9}",
-                    "languages": ["so"],
-                    "documents": [{"type": "ddr_id", "number": f"DDR-{number:08d}"}],
-                },
-                "beneficiary_category": "ex_combatant",
-                "programme_track": "DDR",
-                "area": "SO1101",
-                "external_id": f"load-{number}",
-            },
-            headers=keyed("case"),
-        )
+        r = await intake.post("/v1/cases", json=case_body(number), headers=keyed("case"))
         r.raise_for_status()
         case_id = str(r.json()["id"])
         r = await intake.post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -46,27 +47,44 @@ def _settings(request: Request) -> ReferralSettings:
     return settings
 
 
+@dataclass(frozen=True)
+class _Listing:
+    """The page of a list of referrals asked for (the query parameters of every list)."""
+
+    statuses: list[str] | None
+    updated_after: datetime | None
+    limit: int
+    cursor: str | None
+
+
+async def _listing(
+    status: StatusFilter = None,
+    updated_after: Annotated[Instant | None, Query()] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> _Listing:
+    return _Listing(statuses=status, updated_after=updated_after, limit=limit, cursor=cursor)
+
+
+Listing = Annotated[_Listing, Depends(_listing)]
+
+
 async def _page(
-    session: SessionDep,
-    *,
-    party: ColumnElement[bool],
-    statuses: list[str] | None,
-    updated_after: datetime | None,
-    limit: int,
-    cursor: str | None,
+    session: SessionDep, listing: _Listing, party: ColumnElement[bool]
 ) -> Page[ReferralOut]:
-    """Oldest change first, so that polling with `updated_after` misses nothing."""
+    """The referrals `party` selects, oldest change first, so that polling with
+    `updated_after` misses nothing."""
     query = select(Referral).where(party)
-    if statuses:
+    if statuses := listing.statuses:
         if set(statuses) - set(STATUSES):
             raise Invalid(
                 "unknown status",
                 errors=[FieldError(field="query.status", message="not a status", code="enum")],
             )
         query = query.where(col(Referral.status).in_(statuses))
-    if updated_after is not None:
-        query = query.where(col(Referral.updated_at) > updated_after)
-    after = decode_keyset(cursor, uuid.UUID)
+    if listing.updated_after is not None:
+        query = query.where(col(Referral.updated_at) > listing.updated_after)
+    after = decode_keyset(listing.cursor, uuid.UUID)
     if after is not None:
         at, last = after
         query = query.where(
@@ -75,10 +93,10 @@ async def _page(
                 and_(col(Referral.updated_at) == at, col(Referral.id) > last),
             )
         )
-    query = query.order_by(col(Referral.updated_at), col(Referral.id)).limit(limit)
+    query = query.order_by(col(Referral.updated_at), col(Referral.id)).limit(listing.limit)
     rows = (await session.execute(query)).scalars().all()
     next_cursor = None
-    if len(rows) == limit:
+    if len(rows) == listing.limit:
         next_cursor = encode_keyset(rows[-1].updated_at, rows[-1].id)
     return Page[ReferralOut](items=[ReferralOut.of(r) for r in rows], next_cursor=next_cursor)
 
@@ -89,43 +107,15 @@ async def _page(
     description="Referrals to the caller's organization's services, oldest change first; "
     "poll with `updated_after` or follow `next_cursor`.",
 )
-async def inbox(
-    caller: Provider,
-    session: SessionDep,
-    status: StatusFilter = None,
-    updated_after: Annotated[Instant | None, Query()] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> Page[ReferralOut]:
-    org = organization_of(caller)
-    return await _page(
-        session,
-        party=col(Referral.organization_id) == org,
-        statuses=status,
-        updated_after=updated_after,
-        limit=limit,
-        cursor=cursor,
-    )
+async def inbox(caller: Provider, session: SessionDep, listing: Listing) -> Page[ReferralOut]:
+    party = col(Referral.organization_id) == organization_of(caller)
+    return await _page(session, listing, party)
 
 
 @router.get("", summary="Referrals of the organization's cases")
-async def requested(
-    caller: Requester,
-    session: SessionDep,
-    status: StatusFilter = None,
-    updated_after: Annotated[Instant | None, Query()] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> Page[ReferralOut]:
-    org = organization_of(caller)
-    return await _page(
-        session,
-        party=col(Referral.requester_organization_id) == org,
-        statuses=status,
-        updated_after=updated_after,
-        limit=limit,
-        cursor=cursor,
-    )
+async def requested(caller: Requester, session: SessionDep, listing: Listing) -> Page[ReferralOut]:
+    party = col(Referral.requester_organization_id) == organization_of(caller)
+    return await _page(session, listing, party)
 
 
 @router.post(
