@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import exc as sa
 
-from icrs_shared.bus.patience import is_transient
+from icrs_shared.db import is_transient
 
 
 class DriverError(Exception):

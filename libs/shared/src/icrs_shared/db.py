@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -22,11 +23,37 @@ from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
+#: SQLSTATEs of a database that is away, full or busy, not of a bad message: connection
+#: exceptions (08), insufficient resources (53: too many connections, out of memory, disk
+#: full), shutting down or starting up (57P01-57P03), and a transaction that lost a race
+#: and only needs running again (40001 serialization failure, 40P01 deadlock).
+_TRANSIENT_CLASSES = ("08", "53")
+_TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for an outage of what a handler or a request depends on (the database away,
+    full or busy), false for a fault of the message or the request."""
+    if isinstance(exc, sa.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(state, str) and (
+            state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
+        ):
+            return True
+    return isinstance(
+        exc,
+        sa.OperationalError | sa.InterfaceError | sa.TimeoutError | OSError | TimeoutError,
+    )
+
 
 class Database:
     """An engine and its session factory. Made in a lifespan, closed with `dispose()`."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 10
+    ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
@@ -36,7 +63,10 @@ class Database:
             if not self.url.database or self.url.database == ":memory:":
                 kwargs["poolclass"] = NullPool
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No ping before each use (a round trip per transaction): a connection found
+            # dead fails its statement, which invalidates the pool (every older connection
+            # is replaced); handlers retry it (`bus.patience`), requests get a 503.
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .db import is_transient
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:icrs:problem:"
 
@@ -220,6 +222,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # The exception text may hold data; log its type and the route only.
+    if is_transient(exc):
+        log.warning(
+            "a dependency is unavailable",
+            extra={"error_type": type(exc).__name__, "route": _route_of(request)},
+        )
+        unavailable = ServiceUnavailable(
+            "the service cannot reach its database; try again", headers={"Retry-After": "1"}
+        )
+        return await _domain_error(request, unavailable)
     log.error(
         "unhandled error",
         exc_info=(type(exc), exc, None),

@@ -72,7 +72,11 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.db_url)
+        db = Database(
+            settings.db_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         try:
             if settings.migrate_on_start:
                 await upgrade(db, spec.package)
@@ -150,15 +154,23 @@ def health_router() -> APIRouter:
     return router
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are coroutines, even trivial ones: FastAPI runs a plain function in a
+# worker thread, a thread hop for every request.
+
+
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session for one request. Routes commit explicitly; what is not committed is
     rolled back when the request ends."""
-    async with get_runtime(request).db.sessions() as session:
+    async with runtime_of(request).db.sessions() as session:
         yield session
 
 

@@ -109,6 +109,21 @@ class ServiceSettings(Settings):
     service: ClassVar[str] = "service"
 
     database_url: str | None = Field(default=None)
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=200,
+        description="Database connections a service process keeps open (PostgreSQL).",
+    )
+    db_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        le=200,
+        description=(
+            "Connections opened beyond the pool when it is all in use, closed again after "
+            "use (PostgreSQL); a request waits for one when these are taken too."
+        ),
+    )
 
     max_body_bytes: int = Field(
         default=1024 * 1024,

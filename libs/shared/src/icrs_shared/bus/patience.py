@@ -13,8 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import exc as sa
-
+from ..db import is_transient
 from ..events import Envelope
 from .base import Handler
 
@@ -26,30 +25,6 @@ MAX_PAUSE = 5.0
 class Stopped(Exception):
     """The consumer stopped while the handler's dependencies were away; the message was
     neither handled nor refused, and goes back to the queue as it was."""
-
-
-#: SQLSTATEs of a database that is away, full or busy, not of a bad message: connection
-#: exceptions (08), insufficient resources (53: too many connections, out of memory, disk
-#: full), shutting down or starting up (57P01-57P03), and a transaction that lost a race
-#: and only needs running again (40001 serialization failure, 40P01 deadlock).
-_TRANSIENT_CLASSES = ("08", "53")
-_TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for an outage of what the handler depends on, false for a fault of the message."""
-    if isinstance(exc, sa.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if isinstance(state, str) and (
-            state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
-        ):
-            return True
-    return isinstance(
-        exc,
-        sa.OperationalError | sa.InterfaceError | sa.TimeoutError | OSError | TimeoutError,
-    )
 
 
 async def handle_patiently(
