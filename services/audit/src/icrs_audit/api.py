@@ -118,7 +118,7 @@ async def consistency(
     return ConsistencyProof(first=first, second=second, hashes=[b64(h) for h in hashes])
 
 
-def _filters(
+async def _filters(
     subject: Annotated[SearchText | None, Query(max_length=200)] = None,
     type: Annotated[
         SearchText | None,

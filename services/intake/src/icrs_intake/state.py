@@ -29,11 +29,11 @@ def keyring_of(runtime: Runtime) -> Keyring:
     return keyring
 
 
-def get_keyring(request: Request) -> Keyring:
+async def get_keyring(request: Request) -> Keyring:
     return keyring_of(request.app.state.runtime)
 
 
-def get_settings(request: Request) -> IntakeSettings:
+async def get_settings(request: Request) -> IntakeSettings:
     settings = request.app.state.runtime.settings
     assert isinstance(settings, IntakeSettings)
     return settings
