@@ -120,3 +120,34 @@ async def test_nothing_is_published_before_a_required_queue_exists(
         await consumer.delete_topology()
         await consumer.close()
         await publisher.close()
+
+
+@pytest.mark.parametrize(("concurrency", "expected"), [(None, 4), (12, 12)])
+async def test_a_subscription_handles_as_many_deliveries_at_once_as_it_asks(
+    amqp_url: str, bus_namespace: str, concurrency: int | None, expected: int
+) -> None:
+    # The bus's default is 4 here; a subscription that batches (the audit log) asks more.
+    bus = RabbitBus(amqp_url, namespace=bus_namespace, prefetch=2, concurrency=4)
+    await bus.start()
+    running = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def handler(_: Envelope) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+
+    try:
+        await bus.subscribe("t", "many", ["case.*"], handler, concurrency=concurrency)
+        await bus.publish([event() for _ in range(20)])
+        await eventually(lambda: most == expected)
+        await asyncio.sleep(0.3)  # no more than that come
+        assert most == expected
+        release.set()
+        await eventually(lambda: running == 0)
+    finally:
+        release.set()
+        await bus.close()

@@ -77,7 +77,10 @@ async def start_audit_log(runtime: Runtime) -> None:
     async def append(envelope: Envelope) -> None:
         await appender.append(envelope)
 
-    await runtime.bus.subscribe("audit", CONSUMER, ["#"], append)
+    # As many deliveries at once as a batch holds, so that batches can fill.
+    await runtime.bus.subscribe(
+        "audit", CONSUMER, ["#"], append, concurrency=settings.audit_batch_size
+    )
 
 
 async def stop_audit_log(runtime: Runtime) -> None:

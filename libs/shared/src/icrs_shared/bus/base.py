@@ -32,6 +32,8 @@ class Subscription:
     bindings: tuple[str, ...]
     handler: Handler
     delivery_limit: int
+    #: Deliveries handled at once; None is the bus's default.
+    concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,10 @@ class Bus(Protocol):
         handler: Handler,
         *,
         delivery_limit: int | None = None,
-    ) -> None: ...
+        concurrency: int | None = None,
+    ) -> None:
+        """Deliver messages matching `bindings` to `handler`, up to `concurrency` at once
+        (the bus's default when None; a handler that batches wants many)."""
 
     async def unsubscribe(self, service: str) -> None:
         """Stop delivering to `service`'s handlers; return once those running finish.

@@ -154,9 +154,16 @@ class InProcessBus:
         handler: Handler,
         *,
         delivery_limit: int | None = None,
+        concurrency: int | None = None,
     ) -> None:
+        # One delivery at a time per consumer: a publish here waits for its handling.
         sub = Subscription(
-            service, consumer, tuple(bindings), handler, delivery_limit or self.delivery_limit
+            service,
+            consumer,
+            tuple(bindings),
+            handler,
+            delivery_limit or self.delivery_limit,
+            concurrency,
         )
         if any(c.sub.service == service and c.sub.consumer == consumer for c in self._consumers):
             raise ValueError(f"consumer {service}.{consumer} is already subscribed")

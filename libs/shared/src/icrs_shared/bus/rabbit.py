@@ -218,11 +218,17 @@ class RabbitBus:
         handler: Handler,
         *,
         delivery_limit: int | None = None,
+        concurrency: int | None = None,
     ) -> None:
         if any(s.service == service and s.consumer == consumer for s in self._subs):
             raise ValueError(f"consumer {service}.{consumer} is already subscribed")
         sub = Subscription(
-            service, consumer, tuple(bindings), handler, delivery_limit or self.delivery_limit
+            service,
+            consumer,
+            tuple(bindings),
+            handler,
+            delivery_limit or self.delivery_limit,
+            concurrency,
         )
         self._subs.append(sub)
         self._declared[(service, consumer)] = sub
@@ -260,9 +266,10 @@ class RabbitBus:
         if key in self._consuming or self._conn is None:
             return
         channel = await self._conn.channel()
-        await channel.set_qos(prefetch_count=self.prefetch)
+        concurrency = sub.concurrency or self.concurrency
+        await channel.set_qos(prefetch_count=max(self.prefetch, concurrency))
         queue = await self._declare(channel, sub)
-        limit = asyncio.Semaphore(self.concurrency)
+        limit = asyncio.Semaphore(concurrency)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             async with limit:
