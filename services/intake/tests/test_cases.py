@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from icrs_intake.cases.create import _case_numbers
 
 if TYPE_CHECKING:
     from conftest import Intake
@@ -226,3 +230,14 @@ async def test_scopes(intake: Intake) -> None:
     no_org = intake.issuer.headers("cases:write")
     r = await intake.client.post("/v1/cases", json=intake.body(), headers=no_org)
     assert r.status_code == 403
+
+
+async def test_a_registration_does_not_wait_for_another_to_commit(intake: Intake) -> None:
+    """Case numbers are taken in a transaction of their own: a registration that has its
+    number and is still at work does not hold up the next one."""
+    db = intake.app.state.runtime.db
+    async with db.transaction() as session:
+        [held] = await _case_numbers(session, intake.settings, datetime.now(UTC).year, 1)
+        created = await asyncio.wait_for(intake.register(), timeout=10)
+    assert created["case_number"] != held
+    assert created["case_number"].split("-")[:2] == held.split("-")[:2]

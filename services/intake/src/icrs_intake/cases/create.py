@@ -121,7 +121,12 @@ def _table(model: type[SQLModel]) -> Table:
 async def _case_numbers(
     session: AsyncSession, settings: IntakeSettings, year: int, count: int
 ) -> list[str]:
-    """`count` human case numbers of `year` (`<prefix>-<year>-<number>`), taken at once."""
+    """`count` human case numbers of `year` (`<prefix>-<year>-<number>`), taken at once.
+
+    On PostgreSQL they are taken in a transaction of their own, committed at once: the
+    year's counter row is then locked for one statement, not for the whole registration,
+    and registrations run side by side. A registration that fails after this leaves its
+    numbers unused (a gap, as a sequence would). SQLite has one writer at a time anyway."""
     dialect = session.get_bind().dialect.name
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     last = col(CaseCounter.last)
@@ -131,6 +136,10 @@ async def _case_numbers(
         .on_conflict_do_update(index_elements=["year"], set_={"last": last + count})
         .returning(last)
     )
-    end = (await session.execute(stmt)).scalar_one()
+    if dialect == "postgresql" and session.bind is not None:
+        async with AsyncSession(session.bind) as own, own.begin():
+            end = (await own.execute(stmt)).scalar_one()
+    else:
+        end = (await session.execute(stmt)).scalar_one()
     prefix = settings.intake_case_number_prefix
     return [f"{prefix}-{year}-{n:06d}" for n in range(end - count + 1, end + 1)]
