@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import rfc8785
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -29,6 +29,25 @@ class ProofRangeError(DomainError):
     status, code, title = 400, "proof-out-of-range", "Proof out of range"
 
 
+def _table(model: type[object]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+# The append path's statements, made once and on the tables (Core, not the ORM): an
+# append costs each one's execution only.
+_ENTRIES, _NODES, _HEAD = _table(LogEntry), _table(LogNode), _table(LogHead)
+_SIZE = select(_HEAD.c.size).where(_HEAD.c.id == 1)
+_SIZE_LOCKED = _SIZE.with_for_update()
+_KNOWN = select(_ENTRIES.c.event_id, _ENTRIES.c.idx).where(
+    _ENTRIES.c.event_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_ENTRIES = insert(_ENTRIES)
+_INSERT_NODES = insert(_NODES)
+_SET_SIZE = update(_HEAD).where(_HEAD.c.id == 1).values(size=bindparam("new_size"))
+
+
 def leaf_data(envelope: Envelope) -> bytes:
     """The RFC 8785 canonical JSON of the envelope as it travels (contract §8)."""
     return rfc8785.dumps(json.loads(envelope.to_json()))
@@ -37,10 +56,8 @@ def leaf_data(envelope: Envelope) -> bytes:
 async def lock_size(session: AsyncSession) -> int:
     """The log's size, with its head row locked until the transaction ends (on SQLite
     the transaction already holds the write lock)."""
-    query = select(col(LogHead.size)).where(col(LogHead.id) == 1)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    size: int = (await session.execute(query)).scalar_one()
+    locked = session.get_bind().dialect.name == "postgresql"
+    size: int = (await session.execute(_SIZE_LOCKED if locked else _SIZE)).scalar_one()
     return size
 
 
@@ -71,11 +88,7 @@ async def append(
     ids = [e.id for e in envelopes]
     known: dict[uuid.UUID, int] = {}
     for chunk in _chunks(list(dict.fromkeys(ids)), 1000):
-        rows = await session.execute(
-            select(col(LogEntry.event_id), col(LogEntry.idx)).where(
-                col(LogEntry.event_id).in_(chunk)
-            )
-        )
+        rows = await session.execute(_KNOWN, {"ids": chunk})
         known.update({event_id: idx for event_id, idx in rows.all()})
     now = datetime.now(UTC)
     entries: list[dict[str, object]] = []
@@ -100,9 +113,9 @@ async def append(
         for (level, index), digest in tail.append(merkle.leaf_hash(leaf)):
             nodes.append({"level": level, "idx": index, "hash": digest})
     if entries:
-        await session.execute(insert(LogEntry), entries)
-        await session.execute(insert(LogNode), nodes)
-        await session.execute(update(LogHead).where(col(LogHead.id) == 1).values(size=tail.size))
+        await session.execute(_INSERT_ENTRIES, entries)
+        await session.execute(_INSERT_NODES, nodes)
+        await session.execute(_SET_SIZE, {"new_size": tail.size})
     return [known[i] for i in ids], tail
 
 
