@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from icrs_referral.models import KnownNeed, Referral
+from icrs_referral.router import routing_lock
 from icrs_referral.service import expire_due
 from icrs_shared.events import Envelope
 from icrs_shared.testing import eventually, record
@@ -333,6 +334,60 @@ async def test_capacity_full_waits_and_freed_capacity_matches(referral: Referral
     assert r.status_code == 200, r.text
     [made] = await world.wait_referrals(second, 1)
     assert made.service_id == one.service_id
+
+
+async def test_cases_route_side_by_side(referral: ReferralService) -> None:
+    """While one case's routing holds its lock, another case's need is routed."""
+    busy, other = World(referral), World(referral)
+    org = await busy.organization()
+    await busy.service(org)
+    for world in (busy, other):
+        await world.case()
+        await world.consent("health")
+    async with referral.app.state.runtime.db.transaction() as session:
+        await routing_lock(session, case_id=busy.case_id)
+        need = await other.need()
+        [made] = await other.wait_referrals(need, 1)
+    assert made.case_id == other.case_id
+
+
+async def test_cases_routed_at_once_do_not_overfill_a_service(referral: ReferralService) -> None:
+    worlds = [World(referral) for _ in range(6)]
+    org = await worlds[0].organization()
+    sid = await worlds[0].service(org, capacity={"maximum": 2, "accepting": True})
+    for world in worlds:
+        await world.case()
+        await world.consent("health")
+    needs = [uuid.uuid4() for _ in worlds]
+    await referral.bus.publish(
+        [
+            Envelope(
+                source="/icrs/intake",
+                type="icrs.needs.assessed",
+                subject=str(world.case_id),
+                data={
+                    "assessment_id": str(uuid.uuid4()),
+                    "case_id": str(world.case_id),
+                    "organization_id": str(REQUESTER),
+                    "needs": [{"need_id": str(need), "category": "health", "priority": "high"}],
+                },
+            )
+            for world, need in zip(worlds, needs, strict=True)
+        ]
+    )
+
+    async def settled() -> bool:
+        rows = [await world.need_row(need) for world, need in zip(worlds, needs, strict=True)]
+        return all(r is not None and r.status in ("referred", "unmatched") for r in rows)
+
+    await eventually(settled, within=15)
+    async with referral.app.state.runtime.db.sessions() as session:
+        live = (
+            await session.execute(select(Referral).where(Referral.service_id == sid))  # type: ignore[arg-type]
+        ).scalars()
+        assert len(list(live)) == 2
+    rows = [await world.need_row(need) for world, need in zip(worlds, needs, strict=True)]
+    assert sorted(r.status for r in rows if r is not None) == ["referred"] * 2 + ["unmatched"] * 4
 
 
 async def test_women_only_service(referral: ReferralService) -> None:

@@ -19,8 +19,8 @@ from icrs_shared.runtime import RuntimeDep, SessionDep
 from icrs_shared.times import Instant
 
 from . import service
-from .lifecycle import STATUSES, allowed
-from .models import Referral
+from .lifecycle import LIVE, STATUSES, allowed
+from .models import KnownNeed, Referral
 from .router import routing_lock
 from .schemas import ManualReferral, ReferralOut, StatusChange
 from .settings import ReferralSettings
@@ -136,7 +136,8 @@ async def refer(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> ReferralOut:
-    await routing_lock(session)
+    need = await session.get(KnownNeed, body.need_id)
+    await routing_lock(session, case_id=need.case_id if need is not None else None)
     referral = await service.refer_manually(
         session=session,
         outbox=runtime.messaging.outbox,
@@ -182,8 +183,13 @@ async def change_status(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> ReferralOut:
-    await service.get_visible(session, referral_id, caller)
-    await routing_lock(session)  # before the referral's row lock, as every router does
+    visible = await service.get_visible(session, referral_id, caller)
+    # Before the referral's row lock, as every router does. A move to a live status routes
+    # nothing; a rejection routes its need again (its case only); any other end frees a
+    # place, which may route any case.
+    if body.status not in LIVE:
+        rerouted = body.status in ("rejected", "expired")
+        await routing_lock(session, case_id=visible.case_id if rerouted else None)
     referral = await session.get(
         Referral, referral_id, with_for_update=True, populate_existing=True
     )

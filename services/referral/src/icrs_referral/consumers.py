@@ -51,7 +51,7 @@ class Routing:
         """One queue for the whole view, so that one entity's events mostly come in order."""
         handle = self._handlers().get(envelope.routing_key.split(".", 1)[0])
         if handle is not None:
-            await routing_lock(session)
+            await routing_lock(session, case_id=_routes_one_case(envelope))
             await handle(session, envelope)
 
     def _handlers(self) -> dict[str, Callable[[AsyncSession, Envelope], Awaitable[None]]]:
@@ -115,7 +115,8 @@ class Routing:
             await self._route_waiting(session, case_id=case_id)
 
     async def _needs(self, session: AsyncSession, envelope: Envelope) -> None:
-        for need in await view.needs(session, envelope):
+        # By category, so that routings of two cases take services' locks in one order.
+        for need in sorted(await view.needs(session, envelope), key=lambda n: n.category):
             await route_need(
                 session=session,
                 outbox=self.outbox,
@@ -139,3 +140,20 @@ class Routing:
             case_id=case_id,
             category=category,
         )
+
+
+#: Events whose handling may route the needs of any case: a service or an organization
+#: changed, or live referrals cancelled (which frees places).
+_ROUTES_ANY_CASE = ("icrs.consent.withdrawn", "icrs.case.erased")
+
+
+def _routes_one_case(envelope: Envelope) -> uuid.UUID | None:
+    """The case whose needs only this event's handling routes, if there is one."""
+    kind = envelope.routing_key.split(".", 1)[0]
+    if kind not in ("case", "consent", "needs") or envelope.type in _ROUTES_ANY_CASE:
+        return None
+    case_id = envelope.data.get("case_id") if isinstance(envelope.data, dict) else None
+    try:
+        return uuid.UUID(str(case_id))
+    except ValueError:
+        return None  # the handler refuses the event; the lock taken is the whole one

@@ -8,6 +8,7 @@ to the attempt limit).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 import zlib
 from datetime import datetime, timedelta
@@ -32,13 +33,47 @@ RETRY_BATCH = 200
 _ROUTING_LOCK = zlib.crc32(b"icrs-referral:routing")
 
 
-async def routing_lock(session: AsyncSession) -> None:
+def _key(kind: str, entity: uuid.UUID) -> int:
+    digest = hashlib.sha256(f"icrs-referral:{kind}:{entity}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def routing_lock(session: AsyncSession, *, case_id: uuid.UUID | None = None) -> None:
     """Take the routing lock until the transaction ends. Whatever routes (an event, a
     partner's answer, the expiry sweep) takes it first, before any row lock: a need and
     the consent or service that lets it match, arriving at once, then cannot each miss
-    the other. (SQLite has one writer at a time anyway.)"""
-    if session.get_bind().dialect.name == "postgresql":
+    the other.
+
+    What routes the needs of one case only (its case, consent and needs events, a
+    rejection, a manual referral) passes `case_id`: it takes the lock shared and the
+    case's own lock, so that different cases route side by side. What may route any case
+    (a service or an organization changed, a place freed, consent withdrawn, the expiry
+    sweep) takes the lock alone. Two cases routed at once to one service with a
+    capacity are kept apart by `capacity_lock`. (SQLite has one writer at a time.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    if case_id is None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ROUTING_LOCK})
+        return
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock_shared(:k), pg_advisory_xact_lock(:c)"),
+        {"k": _ROUTING_LOCK, "c": _key("case", case_id)},
+    )
+
+
+async def capacity_lock(session: AsyncSession, service: KnownService) -> bool:
+    """Lock `service`'s places until the transaction ends, if it has a capacity (on
+    PostgreSQL); true when it was taken, and the service's load must then be counted
+    again: a referral to it that another case's routing just made is committed now.
+    (Two routings that would each wait for the other's service are told apart by
+    PostgreSQL's deadlock detection; the one stopped is run again, as any transient
+    failure.)"""
+    if service.maximum is None or session.get_bind().dialect.name != "postgresql":
+        return False
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key("service", service.id)}
+    )
+    return True
 
 
 def referral_event(referral: Referral) -> ReferralEvent:
@@ -84,23 +119,29 @@ async def route_need(
     if len(earlier) >= max_attempts:
         await _unmatched(session, outbox, need, ["attempts-exhausted"], len(earlier))
         return None
-    seen = await situation(session, need, case)
-    decision = route(
-        category=need.category,
-        case=seen.case,
-        services=seen.services,
-        organizations=seen.organizations,
-        consents=seen.consents,
-        loads=seen.loads,
-        acceptance=seen.acceptance,
-        tried=[r.service_id for r in earlier if r.status in _PASSED],
-        now=now,
-    )
-    if decision.chosen is None:
-        await _unmatched(session, outbox, need, decision.reasons, len(earlier))
-        return None
-    chosen = await session.get(KnownService, decision.chosen.service_id)
-    assert chosen is not None
+    locked: set[uuid.UUID] = set()
+    while True:
+        seen = await situation(session, need, case)
+        decision = route(
+            category=need.category,
+            case=seen.case,
+            services=seen.services,
+            organizations=seen.organizations,
+            consents=seen.consents,
+            loads=seen.loads,
+            acceptance=seen.acceptance,
+            tried=[r.service_id for r in earlier if r.status in _PASSED],
+            now=now,
+        )
+        if decision.chosen is None:
+            await _unmatched(session, outbox, need, decision.reasons, len(earlier))
+            return None
+        chosen = await session.get(KnownService, decision.chosen.service_id)
+        assert chosen is not None
+        # A service with a capacity is chosen again with its load counted under its lock.
+        if chosen.id in locked or not await capacity_lock(session, chosen):
+            break
+        locked.add(chosen.id)
     return await refer(
         session=session,
         outbox=outbox,
