@@ -80,6 +80,10 @@ async def append(
     """Append the envelopes not yet in the log, in order; return each one's index (an
     envelope already in the log, or twice in the batch, gets its first index) and the
     new right edge. `cached` is the caller's, used (not changed) while still current."""
+    # Leaves and their hashes before the log's head is locked: replicas make theirs side
+    # by side, and hold the lock only to place them.
+    leaves = {e.id: leaf_data(e) for e in envelopes}
+    hashes = {i: merkle.leaf_hash(leaf) for i, leaf in leaves.items()}
     current = await lock_size(session)
     if cached is None or cached.size != current:
         tail = await load_frontier(session, current)
@@ -96,7 +100,7 @@ async def append(
     for envelope in envelopes:
         if envelope.id in known:
             continue
-        leaf = leaf_data(envelope)
+        leaf = leaves[envelope.id]
         known[envelope.id] = tail.size
         entries.append(
             {
@@ -110,7 +114,7 @@ async def append(
                 "appended_at": now,
             }
         )
-        for (level, index), digest in tail.append(merkle.leaf_hash(leaf)):
+        for (level, index), digest in tail.append(hashes[envelope.id]):
             nodes.append({"level": level, "idx": index, "hash": digest})
     if entries:
         await session.execute(_INSERT_ENTRIES, entries)
