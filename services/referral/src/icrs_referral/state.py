@@ -32,9 +32,9 @@ async def start_routing(runtime: Runtime) -> None:
     settings = _settings(runtime)
     routing = Routing(runtime.messaging.outbox, settings.referral_max_attempts)
     handler = once_per_event(runtime.db, runtime.messaging.inbox, CONSUMER, routing)
-    # Routing takes one lock (`router.routing_lock`): a few deliveries at once keep it
-    # busy without holding a database connection each while they wait.
-    await runtime.bus.subscribe("referral", CONSUMER, BINDINGS, handler, concurrency=4)
+    # Cases route side by side, but what may route any case waits for all of them
+    # (`router.routing_lock`): a few deliveries at once, each holding a connection.
+    await runtime.bus.subscribe("referral", CONSUMER, BINDINGS, handler, concurrency=8)
     runtime.extras[_SWEEPER] = asyncio.create_task(_sweep(runtime, settings), name=_SWEEPER)
 
 
