@@ -35,7 +35,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from bus_throughput import raw_ceiling
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from icrs.processes import PlatformClient, ProcessPlatform
+from icrs.processes import PlatformClient, ProcessPlatform, ServiceProcess
 
 AMQP = os.environ.get("ICRS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG = os.environ.get(
@@ -352,12 +352,138 @@ async def run_platform(
     return {"replicas": replicas, "steps": steps, "accepted_by_partner": load.answered} | dupes
 
 
+async def drain_run(replicas: int, cases: int, data_dir: Path) -> dict[str, Any]:
+    """Scale-out, each service on the machine's CPUs alone: referral and audit are stopped
+    while intake registers `cases` people; then intake and partners stop too, and referral
+    runs alone with `replicas` processes until every need is referred; then audit alone,
+    with `replicas` processes, until every event is logged. Rates are taken from the rows'
+    own times (first to last), so start-up is not counted."""
+    async with ProcessPlatform(
+        PG,
+        AMQP,
+        data_dir,
+        replicas={"referral": replicas, "audit": replicas},
+        env={"ICRS_LOG_LEVEL": "WARNING"},
+    ) as p:
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        async with p.client(limits=limits) as client:
+            provider, partner = await client.organization(
+                "Bench Clinic",
+                "service_provider",
+                ["referrals:respond", "services:manage"],
+                child_safeguarding=True,
+            )
+            await client.publish_service(provider, partner)
+            _, agency = await client.organization(
+                "Bench Agency", "un_agency", ["cases:write", "cases:read", "referrals:write"]
+            )
+            await p.settled(within=120)
+            await stop(p.processes("referral") + p.processes("audit"))
+            load = Load(client, agency, partner)
+            sem = asyncio.Semaphore(16)
+
+            async def one() -> None:
+                async with sem:
+                    await load.one(0)
+
+            await asyncio.gather(*(one() for _ in range(cases)))
+        await until_published(p)
+        await stop(p.processes("intake") + p.processes("partners"))
+
+        async def all_referred() -> bool:
+            return await count(p, "referral", "SELECT count(*) FROM referrals") >= cases
+
+        referral_s = await run_alone(p, "referral", all_referred)
+        await until_published(p)
+        await stop(p.processes("referral"))
+        written = await p.backlog()
+        events = written.events - written.before_audit
+
+        async def all_logged() -> bool:
+            return await count(p, "audit", "SELECT size FROM log_head WHERE id = 1") >= events
+
+        audit_from = datetime.now(UTC)
+        audit_s = await run_alone(p, "audit", all_logged)
+        referral = create_async_engine(p.databases["referral"])
+        audit = create_async_engine(p.databases["audit"])
+        try:
+            async with referral.connect() as conn:
+                made, first, last = (
+                    await conn.execute(
+                        text("SELECT count(*), min(created_at), max(created_at) FROM referrals")
+                    )
+                ).one()
+            async with audit.connect() as conn:
+                entries, a_first, a_last, batches = (
+                    await conn.execute(
+                        text(
+                            "SELECT count(*), min(appended_at), max(appended_at),"
+                            " count(DISTINCT appended_at) FROM log_entries"
+                            " WHERE appended_at >= :start"
+                        ),
+                        {"start": audit_from},
+                    )
+                ).one()
+        finally:
+            await referral.dispose()
+            await audit.dispose()
+        dupes = await duplicates(p)
+    return {
+        "replicas": replicas,
+        "cases": cases,
+        "referrals_made": made,
+        "referrals_per_s": round(made / max((last - first).total_seconds(), 1e-3), 1),
+        "referral_seconds_with_start": round(referral_s, 1),
+        "events_logged": entries,
+        "events_logged_per_s": round(entries / max((a_last - a_first).total_seconds(), 1e-3), 1),
+        "mean_audit_batch": round(entries / max(batches, 1), 1),
+        "audit_seconds_with_start": round(audit_s, 1),
+    } | dupes
+
+
+async def stop(processes: list[ServiceProcess]) -> None:
+    await asyncio.gather(*(asyncio.to_thread(s.stop) for s in processes))
+
+
+async def until_published(p: ProcessPlatform) -> None:
+    """Until every outbox row of the running services is published."""
+    while (await p.backlog()).unsent:  # noqa: ASYNC110 - polls the databases
+        await asyncio.sleep(0.5)
+
+
+async def count(p: ProcessPlatform, service: str, sql: str) -> int:
+    engine = create_async_engine(p.databases[service])
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text(sql))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def run_alone(
+    p: ProcessPlatform, name: str, done: Callable[[], Awaitable[bool]], within: float = 900
+) -> float:
+    """Start `name`'s processes; seconds until `done()`."""
+    began = time.monotonic()
+    for process in p.processes(name):
+        process.start()
+    await asyncio.gather(*(s.ready() for s in p.processes(name)))
+    while not await done():
+        if time.monotonic() - began > within:
+            raise TimeoutError(f"{name} did not drain its backlog in {within}s")
+        await asyncio.sleep(0.2)
+    return time.monotonic() - began
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rates", default="5,10,20,30,40,60")
     parser.add_argument("--step-seconds", type=float, default=30)
     parser.add_argument("--replicas", default="1,2", help="runs, by replicas of referral+audit")
     parser.add_argument("--ceiling-events", type=int, default=20000)
+    parser.add_argument(
+        "--drain-cases", type=int, default=1000, help="cases of the scale-out drain; 0: none"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/pipeline.json"))
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
@@ -370,6 +496,14 @@ async def main() -> None:
         data_dir = Path(tempfile.mkdtemp(prefix="icrs-bench-"))
         try:
             runs.append(await run_platform(replicas, rates, args.step_seconds, data_dir))
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    drains = []
+    for replicas in (1, 2) if args.drain_cases else ():
+        data_dir = Path(tempfile.mkdtemp(prefix="icrs-bench-"))
+        try:
+            drains.append(await drain_run(replicas, args.drain_cases, data_dir))
+            print(json.dumps(drains[-1]), flush=True)
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
     best = max(
@@ -385,6 +519,7 @@ async def main() -> None:
         },
         "ceiling": ceiling,
         "runs": runs,
+        "drain": drains,
         "best_events_per_s": best,
         "best_events_vs_raw_confirmed_publish": round(
             best / ceiling["rabbitmq"]["publish_per_s"], 4
