@@ -7,7 +7,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import httpx
+
+from icrs_intake.app import create_app
 from icrs_intake.cases.create import _case_numbers
+from icrs_shared.bus import RabbitBus
+from icrs_shared.testing.tokens import TestIssuer
 
 if TYPE_CHECKING:
     from conftest import Intake
@@ -241,3 +246,59 @@ async def test_a_registration_does_not_wait_for_another_to_commit(intake: Intake
         created = await asyncio.wait_for(intake.register(), timeout=10)
     assert created["case_number"] != held
     assert created["case_number"].split("-")[:2] == held.split("-")[:2]
+
+
+async def test_requests_racing_with_one_idempotency_key_register_one_case(
+    intake: Intake,
+) -> None:
+    """Sent at once with one key: one case; each answer its 201 or a 409 to send again
+    (never a 500); sent again, every one gets the case."""
+    headers = intake.caseworker | {"Idempotency-Key": f"race-{uuid.uuid4()}"}
+    body = intake.body(person={"family_name": "Raceford"})
+
+    async def send() -> httpx.Response:
+        return await intake.client.post("/v1/cases", json=body, headers=headers)
+
+    answers = await asyncio.gather(*(send() for _ in range(6)))
+    assert {r.status_code for r in answers} <= {201, 409}, [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 409:
+            assert r.json()["type"] == "urn:icrs:problem:idempotency-key-in-use"
+            assert r.headers["retry-after"] == "1"
+    again = [await send() for _ in range(3)]
+    ids = {r.json()["id"] for r in [*answers, *again] if r.status_code == 201}
+    assert len(ids) == 1
+    assert all(r.status_code == 201 for r in again)
+
+
+async def test_more_registrations_at_once_than_the_pool_has_connections(
+    intake: Intake, amqp_url: str, issuer: TestIssuer
+) -> None:
+    """Each registration holds a connection of the pool and takes its number on one of
+    another: with every pooled connection held, numbers are still taken."""
+    settings = intake.settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 0})
+    bus = RabbitBus(amqp_url, namespace=f"test-{uuid.uuid4().hex[:10]}.")
+    await bus.start()
+    app = create_app(settings, bus, jwks=issuer.jwks())
+    bodies = [
+        intake.body(person={"family_name": name, "documents": []})
+        for name in ("Poolside", "Harbourne", "Quillfeather", "Marrowby", "Tenchley", "Vossel")
+    ]
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                answers = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(
+                            client.post("/v1/cases", json=b, headers=intake.caseworker)
+                            for b in bodies
+                        )
+                    ),
+                    timeout=20,
+                )
+    finally:
+        await bus.close()
+        await bus.delete_topology()
+    assert [r.status_code for r in answers] == [201] * len(bodies), [r.text for r in answers]
+    assert len({r.json()["case_number"] for r in answers}) == len(bodies)

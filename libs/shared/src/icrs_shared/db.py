@@ -75,8 +75,12 @@ class Database:
         # after-commit wake-up) hear this database's commits only.
         self.session_class: type[Session] = type("DatabaseSession", (Session,), {})
         self.sessions = async_sessionmaker(
-            self.engine, expire_on_commit=False, sync_session_class=self.session_class
+            self.engine,
+            expire_on_commit=False,
+            sync_session_class=self.session_class,
+            info={_DATABASE: self},
         )
+        self._apart: AsyncEngine | None = None
 
     @property
     def dialect(self) -> str:
@@ -86,6 +90,17 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on exit, rolled back on error."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def apart(self) -> AsyncIterator[AsyncSession]:
+        """A transaction of its own, committed on exit, for what must commit at once while
+        the caller's transaction goes on (a counter whose row lock must not be held until
+        the caller commits). Its connections come from a small pool of their own: callers
+        holding every connection of the main pool cannot leave it waiting for one."""
+        if self._apart is None:
+            self._apart = create_async_engine(self.url, pool_size=2, max_overflow=0)
+        async with AsyncSession(self._apart, expire_on_commit=False) as session, session.begin():
             yield session
 
     async def ping(self) -> bool:
@@ -116,6 +131,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._apart is not None:
+            await self._apart.dispose()
+
+
+_DATABASE = "icrs.database"
+
+
+def database_of(session: AsyncSession) -> Database | None:
+    """The `Database` whose `sessions()` made `session`, if one did."""
+    found = session.info.get(_DATABASE)
+    return found if isinstance(found, Database) else None
 
 
 def _ensure_parent_dir(database: str | None) -> None:

@@ -147,17 +147,29 @@ class Idempotency:
     ) -> None:
         if self.key is None:
             return
-        await session.execute(
-            self.table.insert().values(
-                client_id=self.client_id,
-                key=self.key,
-                fingerprint=self.fingerprint,
-                status=status,
-                body=json.loads(json.dumps(jsonable_encoder(body))),
-                headers=headers or {},
-                created_at=datetime.now(UTC),
+        try:
+            await session.execute(
+                self.table.insert().values(
+                    client_id=self.client_id,
+                    key=self.key,
+                    fingerprint=self.fingerprint,
+                    status=status,
+                    body=json.loads(json.dumps(jsonable_encoder(body))),
+                    headers=headers or {},
+                    created_at=datetime.now(UTC),
+                )
             )
-        )
+        except IntegrityError:
+            # A request with the same key was at work at the same time and committed
+            # first (its key made this insert wait, then refused it): this one is undone,
+            # and its client, sending it again, gets that request's answer.
+            await session.rollback()
+            raise Conflict(
+                "a request with this Idempotency-Key was handled at the same time; "
+                "send it again to get its answer",
+                code="idempotency-key-in-use",
+                headers={"Retry-After": "1"},
+            ) from None
 
     async def commit(self, session: AsyncSession, request: Request) -> Response | None:
         """Commit what was saved with the creation. When a concurrent request with the same

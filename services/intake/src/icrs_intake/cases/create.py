@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
+from icrs_shared.db import database_of
 from icrs_shared.outbox import Outbox
 from icrs_shared.vocabulary import ADULT_AGE
 
@@ -123,10 +124,11 @@ async def _case_numbers(
 ) -> list[str]:
     """`count` human case numbers of `year` (`<prefix>-<year>-<number>`), taken at once.
 
-    On PostgreSQL they are taken in a transaction of their own, committed at once: the
-    year's counter row is then locked for one statement, not for the whole registration,
-    and registrations run side by side. A registration that fails after this leaves its
-    numbers unused (a gap, as a sequence would). SQLite has one writer at a time anyway."""
+    On PostgreSQL they are taken in a transaction of their own (`Database.apart`),
+    committed at once: the year's counter row is then locked for one statement, not for
+    the whole registration, and registrations run side by side. A registration that fails
+    after this leaves its numbers unused (a gap, as a sequence would). SQLite has one
+    writer at a time anyway."""
     dialect = session.get_bind().dialect.name
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     last = col(CaseCounter.last)
@@ -136,8 +138,9 @@ async def _case_numbers(
         .on_conflict_do_update(index_elements=["year"], set_={"last": last + count})
         .returning(last)
     )
-    if dialect == "postgresql" and session.bind is not None:
-        async with AsyncSession(session.bind) as own, own.begin():
+    database = database_of(session)
+    if dialect == "postgresql" and database is not None:
+        async with database.apart() as own:
             end = (await own.execute(stmt)).scalar_one()
     else:
         end = (await session.execute(stmt)).scalar_one()
