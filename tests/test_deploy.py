@@ -8,6 +8,7 @@ as routes are added); the image runs `icrs` as a non-root user with a health che
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import json
 import re
 import shlex
@@ -442,3 +443,13 @@ def test_image_installs_the_locked_workspace_without_its_sources() -> None:
         if kw == "COPY" and not rest.startswith("--"):
             for source in rest.split()[:-1]:
                 assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_services_believe_the_gateways_forwarded_headers_only(
+    compose: dict[str, Any], name: str
+) -> None:
+    gateway = compose["services"]["gateway"]["networks"]["default"]["ipv4_address"]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(gateway) in ipaddress.ip_network(subnet)
+    assert compose["services"][name]["environment"]["ICRS_FORWARDED_ALLOW_IPS"] == gateway

@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -151,7 +151,7 @@ def _up(args: argparse.Namespace) -> int:
             print(f"  platform administrator client_secret: {creds['client_secret']}", flush=True)
             print(f"  (kept in {platform.admin_file}, mode 0600)", flush=True)
 
-    _run(platform, args.host, args.port, after_start=announce)
+    _run(platform, args.host, args.port, base.forwarded_allow_ips, after_start=announce)
     return 0
 
 
@@ -196,7 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
             await bus.close()
 
     app.router.lifespan_context = with_bus
-    _run(app, args.host, args.port)
+    _run(app, args.host, args.port, settings.forwarded_allow_ips)
     return 0
 
 
@@ -215,16 +215,30 @@ SERVER_LIMITS: dict[str, Any] = {
 }
 
 
-def _run(app: Any, host: str, port: int, after_start: Any = None) -> None:
-    config = uvicorn.Config(
+def server_config(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    forwarded_allow_ips: str,
+    lifespan: Literal["on", "off"] = "on",
+) -> uvicorn.Config:
+    """How the platform's processes serve: no uvicorn logging (the apps log their requests),
+    the limits above, and the proxies whose forwarded headers are believed."""
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
+        forwarded_allow_ips=forwarded_allow_ips,
         log_config=None,
         access_log=False,
-        lifespan="on",
+        lifespan=lifespan,
         **SERVER_LIMITS,
     )
+
+
+def _run(app: Any, host: str, port: int, forwarded_allow_ips: str, after_start: Any = None) -> None:
+    config = server_config(app, host, port, forwarded_allow_ips=forwarded_allow_ips)
     server = uvicorn.Server(config)
 
     async def serve() -> None:

@@ -31,7 +31,7 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from icrs.cli import SERVER_LIMITS
+from icrs.cli import server_config
 from icrs.services import SERVICES, service_for_path
 from icrs_intake.imports.rows import COLUMNS
 from icrs_shared.bus import RabbitBus
@@ -57,6 +57,8 @@ CASE: dict[str, Any] = {
 }
 #: The address the flood of token requests comes from (the others come from 127.0.0.1).
 FLOOD = "127.0.0.9"
+#: The gateway's address: only its X-Forwarded-For is believed.
+GATEWAY = "127.0.0.1"
 CASEWORK = ["cases:write", "cases:read", "cases:import", "partners:read"]
 
 
@@ -204,8 +206,9 @@ async def platform(
         async def gateway(scope: Scope, receive: Receive, send: Send) -> None:
             await apps[service_for_path(scope.get("path", "")) or "partners"](scope, receive, send)
 
-        config = uvicorn.Config(
-            gateway, log_config=None, access_log=False, lifespan="off", **SERVER_LIMITS
+        # Served as `icrs serve` serves, behind a gateway at 127.0.0.1.
+        config = server_config(
+            gateway, "127.0.0.1", port, forwarded_allow_ips=GATEWAY, lifespan="off"
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve(sockets=[listener]))
@@ -424,10 +427,17 @@ async def test_slow_clients_get_408_while_the_others_are_answered(platform: Plat
     assert max(latencies) < 1.0, sorted(latencies)[-5:]
 
 
-async def token_request(port: int, creds: dict[str, str], *, source: str = "127.0.0.1") -> Reply:
-    """A token request on a connection of its own, from the address `source`. (By hand:
-    httpx's pool spends more time managing hundreds of connections than the server does
-    answering them.)"""
+async def token_request(
+    port: int,
+    creds: dict[str, str],
+    *,
+    source: str = "127.0.0.1",
+    forwarded_for: str | None = None,
+) -> Reply:
+    """A token request on a connection of its own, from the address `source`, with an
+    `X-Forwarded-For` if given. (By hand: httpx's pool spends more time managing hundreds
+    of connections than the server does answering them.)"""
+    forwarded = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
     basic = base64.b64encode(f"{creds['client_id']}:{creds['secret']}".encode()).decode()
     form = b"grant_type=client_credentials"
     conn = await Connection.open(port, source=source)
@@ -440,6 +450,7 @@ async def token_request(port: int, creds: dict[str, str], *, source: str = "127.
                     "Authorization": f"Basic {basic}",
                     "Content-Type": "application/x-www-form-urlencoded",
                     "Content-Length": str(len(form)),
+                    **forwarded,
                 },
             )
             + form
@@ -495,3 +506,48 @@ async def test_a_flood_of_token_requests_does_not_shut_out_others(platform: Plat
     # Its secret is checked behind the flood's few in flight, not behind hundreds of them.
     assert other_wait < 10.0
     assert max(api_waits) < 1.0
+
+
+async def failures_until_throttled(platform: Platform, creds: dict[str, str], **via: str) -> int:
+    """Wrong secrets sent one after another until one gets 429; how many got 401 first."""
+    wrong = {**creds, "secret": "not-" + creds["secret"]}
+    for sent in range(100):
+        r = await token_request(platform.port, wrong, **via)
+        if r.status == 429:
+            return sent
+        assert r.status == 401, r.status
+    raise AssertionError("never throttled")
+
+
+async def test_behind_the_gateway_each_client_has_its_own_failure_limit(
+    platform: Platform,
+) -> None:
+    flooder = await platform.client("Forwarded flooder", "government", CASEWORK)
+    other = await platform.client("Forwarded bystander", "government", CASEWORK)
+    burst = PARTNERS_LIMITS["token_failure_burst"]
+    # Both come through the gateway (127.0.0.1), which says whom for.
+    sent = await failures_until_throttled(platform, flooder, forwarded_for="10.9.0.1")
+    assert burst <= sent <= burst + 2
+    issued = await token_request(platform.port, other, forwarded_for="198.51.100.7, 10.9.0.2")
+    assert issued.status == 200
+    throttled = await token_request(platform.port, other, forwarded_for="10.9.0.1")
+    assert throttled.status == 429
+
+
+async def test_a_client_that_is_not_the_gateway_cannot_choose_its_address(
+    platform: Platform,
+) -> None:
+    creds = await platform.client("Spoofer", "government", CASEWORK)
+    burst = PARTNERS_LIMITS["token_failure_burst"]
+    wrong = {**creds, "secret": "not-" + creds["secret"]}
+    statuses = [
+        (
+            await token_request(
+                platform.port, wrong, source="127.0.0.4", forwarded_for=f"10.8.0.{n}"
+            )
+        ).status
+        for n in range(burst + 5)
+    ]
+    # Every request counted against 127.0.0.4, whatever it claimed.
+    assert statuses[:burst] == [401] * burst
+    assert statuses[-1] == 429

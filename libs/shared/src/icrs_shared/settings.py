@@ -55,6 +55,14 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="Base URL clients use to reach the platform (the gateway, or `icrs up`).",
     )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Addresses and networks (comma-separated) of the proxies whose X-Forwarded-For "
+            "and X-Forwarded-Proto the server believes: the gateway. A request from one of "
+            "them counts as coming from the address it forwarded for (per-address limits)."
+        ),
+    )
     auth_issuer: str | None = Field(
         default=None,
         description="Token issuer (`iss`); defaults to the public URL (the built-in server).",
