@@ -16,10 +16,12 @@ behind. For each step:
 The ceilings: raw aio-pika confirmed publishes into a quorum queue and consumption with
 acks (`bus_throughput.raw_ceiling`), and PostgreSQL's commit rate (pgbench, one insert per
 transaction). `--replicas 2` runs two processes each of the referral and audit services
-and checks that no need got two referrals and no event two log entries.
+and checks that no need got two referrals and no event two log entries. The drain
+(`--drain-cases`) measures one and two replicas of referral, then of audit, each alone on
+the machine, working off a backlog.
 
-    uv run --no-sync python bench/pipeline.py [--rates 5,10,20,40] [--step-seconds 30] \
-        [--replicas 1] [--out bench/results/pipeline.json]
+    uv run --no-sync python bench/pipeline.py [--rates 5,10,15,20] [--step-seconds 20] \
+        [--replicas 1,2] [--drain-cases 1000] [--out bench/results/pipeline.json]
 """
 
 from __future__ import annotations
@@ -166,12 +168,14 @@ def cpu_seconds(p: ProcessPlatform) -> dict[str, float]:
     and this load generator: where a step's work went."""
     used: dict[str, float] = {}
 
-    def add(name: str, proc: psutil.Process) -> None:
+    def add(name: str, proc: psutil.Process, *, reaped: bool = False) -> None:
         try:
             t = proc.cpu_times()
         except psutil.Error:
             return
         used[name] = used.get(name, 0.0) + t.user + t.system
+        if reaped:  # what its children that have exited used
+            used[name] += t.children_user + t.children_system
 
     for process in p.all_processes():
         if process.pid is not None:
@@ -179,7 +183,12 @@ def cpu_seconds(p: ProcessPlatform) -> dict[str, float]:
     for proc in psutil.process_iter(["name", "cmdline"]):
         name = proc.info["name"] or ""
         if name.startswith("postgres"):
-            add("postgresql", proc)
+            # The postmaster also counts its backends that have exited since.
+            try:
+                postmaster = not proc.parent() or proc.parent().name() != name
+            except psutil.Error:
+                postmaster = False
+            add("postgresql", proc, reaped=postmaster)
         elif name == "beam.smp":
             add("rabbitmq", proc)
     add("load generator", psutil.Process())
@@ -477,8 +486,8 @@ async def run_alone(
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rates", default="5,10,20,30,40,60")
-    parser.add_argument("--step-seconds", type=float, default=30)
+    parser.add_argument("--rates", default="5,10,15,20,25,30")
+    parser.add_argument("--step-seconds", type=float, default=20)
     parser.add_argument("--replicas", default="1,2", help="runs, by replicas of referral+audit")
     parser.add_argument("--ceiling-events", type=int, default=20000)
     parser.add_argument(
