@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import inspect
 
-from icrs.services import SERVICES, service_for_path
+from icrs.services import SERVICES, platform_consumers, service_for_path
 from icrs_shared.bus import RabbitBus
 from icrs_shared.db import Database
 from icrs_shared.migrate import current_revision, head_revision, upgrade
+from icrs_shared.testing.databases import create_database, drop_database
 
 
 @pytest.mark.parametrize("name", list(SERVICES))
@@ -121,3 +123,21 @@ async def test_models_and_migrations_agree(name: str, postgres_url: str) -> None
     finally:
         await db.dispose()
     assert diff == []
+
+
+async def test_every_queue_the_services_consume_is_awaited_before_publishing(
+    postgres_server_url: str, rabbit_bus: RabbitBus, tmp_path: Path
+) -> None:
+    """`icrs serve` publishes nothing until every consumer's queue exists (so no service
+    misses what was published before it first started): the list it waits for is what
+    the four services subscribe, no more, no less."""
+    async with AsyncExitStack() as stack:
+        for name, entry in SERVICES.items():
+            url = await create_database(postgres_server_url)
+            stack.push_async_callback(drop_database, url)
+            settings = entry.make_settings(database_url=url, data_dir=tmp_path / name)
+            app = entry.create_app(settings, rabbit_bus)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        subscribed = {(s.service, s.consumer) for s in rabbit_bus._subs}
+    assert subscribed == set(platform_consumers())
+    assert len(platform_consumers()) == len(subscribed)

@@ -15,7 +15,7 @@ from icrs_shared.logs import configure_logging
 from icrs_shared.settings import Settings, settings_table
 from icrs_shared.telemetry import setup_tracing, shutdown_tracing
 
-from .services import SERVICES
+from .services import SERVICES, platform_consumers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +156,6 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from icrs_audit.state import CONSUMER as AUDIT_LOG
     from icrs_shared.bus import RabbitBus
 
     entry = SERVICES[args.service]
@@ -177,8 +176,9 @@ def _serve(args: argparse.Namespace) -> int:
         prefetch=settings.bus_prefetch,
         delivery_limit=settings.bus_delivery_limit,
         connection_name=f"icrs-{entry.name}",
-        # Every event goes to the audit log: none is published before its queue exists.
-        required=[("audit", AUDIT_LOG)],
+        # None is published before every consumer's queue exists (every service has
+        # started once): the audit log, and no other service, misses an event.
+        required=platform_consumers(),
     )
     app = entry.create_app(settings, bus)
 

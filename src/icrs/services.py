@@ -74,3 +74,19 @@ def service_for_path(path: str) -> str | None:
             ):
                 best = (len(prefix), entry.name)
     return best[1] if best else None
+
+
+def platform_consumers() -> list[tuple[str, str]]:
+    """(service, consumer) of every queue the platform consumes: those each service
+    declares, and those it subscribes when it starts (the audit log, referral's view)."""
+    from icrs_audit.state import CONSUMER as AUDIT_LOG
+    from icrs_referral.state import CONSUMER as REFERRAL_VIEW
+
+    apps = (icrs_partners.app, icrs_intake.app, icrs_referral.app, icrs_audit.app)
+    found = [
+        (app.SPEC.name, consumer.name)
+        for app in apps
+        if app.SPEC.consumers is not None
+        for consumer in app.SPEC.consumers.items
+    ]
+    return [*found, ("referral", REFERRAL_VIEW), ("audit", AUDIT_LOG)]

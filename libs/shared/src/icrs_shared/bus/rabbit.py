@@ -7,9 +7,10 @@ Topology (names prefixed by the namespace, empty in production):
   dead-lettering to the service's dead-letter exchange;
 - `icrs.<service>.dlx` (fanout) -> `icrs.<service>.parking`: what a service gave up on.
 
-A topic exchange drops what no queue is bound for. A consumer that must see every event
-(the audit log) is named in `required`: until its queue exists, nothing is published and
-events wait in the outboxes, so that a service starting before it loses none of them.
+A topic exchange drops what no queue is bound for. The consumers that must see what is
+published (`icrs serve` names every consumer of the platform) are named in `required`:
+until their queues exist, nothing is published and events wait in the outboxes, so that
+a service starting before them loses none of them.
 """
 
 from __future__ import annotations
