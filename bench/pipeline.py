@@ -300,31 +300,43 @@ async def duplicates(p: ProcessPlatform) -> dict[str, int]:
     return {"needs_referred_twice": twice, "events_logged_twice": logged_twice, "log_size": size}
 
 
-async def run_platform(
-    replicas: int, rates: list[float], step_seconds: float, data_dir: Path
-) -> dict[str, Any]:
-    steps: list[dict[str, Any]] = []
-    async with ProcessPlatform(
+def bench_platform(replicas: int, data_dir: Path) -> ProcessPlatform:
+    """The four services as `icrs serve` processes, `replicas` each of referral and audit."""
+    return ProcessPlatform(
         PG,
         AMQP,
         data_dir,
         replicas={"referral": replicas, "audit": replicas},
         env={"ICRS_LOG_LEVEL": "WARNING"},
-    ) as p:
+    )
+
+
+async def parties(client: PlatformClient) -> tuple[dict[str, str], dict[str, str]]:
+    """A provider with a health service without a capacity, and a UN agency: the
+    headers of the partner's system and of the agency's."""
+    provider, partner = await client.organization(
+        "Bench Clinic",
+        "service_provider",
+        ["referrals:respond", "services:manage"],
+        child_safeguarding=True,
+    )
+    await client.publish_service(provider, partner)  # no capacity limit
+    _, agency = await client.organization(
+        "Bench Agency",
+        "un_agency",
+        ["cases:write", "cases:read", "referrals:read", "referrals:write"],
+    )
+    return partner, agency
+
+
+async def run_platform(
+    replicas: int, rates: list[float], step_seconds: float, data_dir: Path
+) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    async with bench_platform(replicas, data_dir) as p:
         limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
         async with p.client(limits=limits) as client:
-            provider, partner = await client.organization(
-                "Bench Clinic",
-                "service_provider",
-                ["referrals:respond", "services:manage"],
-                child_safeguarding=True,
-            )
-            await client.publish_service(provider, partner)  # no capacity limit
-            _, agency = await client.organization(
-                "Bench Agency",
-                "un_agency",
-                ["cases:write", "cases:read", "referrals:read", "referrals:write"],
-            )
+            partner, agency = await parties(client)
             load = Load(client, agency, partner)
             answering = asyncio.create_task(load.answer())
             try:
@@ -367,25 +379,10 @@ async def drain_run(replicas: int, cases: int, data_dir: Path) -> dict[str, Any]
     runs alone with `replicas` processes until every need is referred; then audit alone,
     with `replicas` processes, until every event is logged. Rates are taken from the rows'
     own times (first to last), so start-up is not counted."""
-    async with ProcessPlatform(
-        PG,
-        AMQP,
-        data_dir,
-        replicas={"referral": replicas, "audit": replicas},
-        env={"ICRS_LOG_LEVEL": "WARNING"},
-    ) as p:
+    async with bench_platform(replicas, data_dir) as p:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         async with p.client(limits=limits) as client:
-            provider, partner = await client.organization(
-                "Bench Clinic",
-                "service_provider",
-                ["referrals:respond", "services:manage"],
-                child_safeguarding=True,
-            )
-            await client.publish_service(provider, partner)
-            _, agency = await client.organization(
-                "Bench Agency", "un_agency", ["cases:write", "cases:read", "referrals:write"]
-            )
+            partner, agency = await parties(client)
             await p.settled(within=120)
             await stop(p.processes("referral") + p.processes("audit"))
             load = Load(client, agency, partner)
