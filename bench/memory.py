@@ -42,7 +42,14 @@ import httpx
 import psutil
 from intake_import import cells, chunks, write_file
 
-from icrs.processes import Backlog, PlatformClient, ProcessPlatform, family_name
+from icrs.processes import (
+    Backlog,
+    PlatformClient,
+    ProcessPlatform,
+    assessment_body,
+    consent_body,
+    family_name,
+)
 from icrs_referral.consumers import BINDINGS
 from icrs_shared.events.envelope import routing_key
 
@@ -253,19 +260,12 @@ async def refer_all(
             case_id = queue.pop()
             headers = await token.headers()
             r = await intake.post(
-                f"/v1/cases/{case_id}/consents",
-                json={
-                    "purposes": ["referral"],
-                    "recipients": {"categories": ["health"], "organizations": []},
-                    "given_by": "self",
-                    "expires_at": None,
-                },
-                headers=headers,
+                f"/v1/cases/{case_id}/consents", json=consent_body("health"), headers=headers
             )
             assert r.status_code == 201, r.text
             r = await intake.post(
                 f"/v1/cases/{case_id}/assessments",
-                json={"needs": [{"category": "health", "priority": "high"}]},
+                json=assessment_body("health"),
                 headers=headers,
             )
             assert r.status_code == 201, r.text

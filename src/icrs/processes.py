@@ -78,6 +78,21 @@ def case_body(number: int, *, external_id: bool = True) -> dict[str, Any]:
     return body
 
 
+def consent_body(category: str) -> dict[str, Any]:
+    """The person's own consent to being referred for `category`, without an end."""
+    return {
+        "purposes": ["referral"],
+        "recipients": {"categories": [category], "organizations": []},
+        "given_by": "self",
+        "expires_at": None,
+    }
+
+
+def assessment_body(category: str) -> dict[str, Any]:
+    """A needs assessment of one high-priority need of `category`."""
+    return {"needs": [{"category": category, "priority": "high"}]}
+
+
 @dataclass(frozen=True)
 class Backlog:
     """What the services' databases say of the platform's events at one moment."""
@@ -488,18 +503,13 @@ class PlatformClient:
         case_id = str(r.json()["id"])
         r = await intake.post(
             f"/v1/cases/{case_id}/consents",
-            json={
-                "purposes": ["referral"],
-                "recipients": {"categories": [category], "organizations": []},
-                "given_by": "self",
-                "expires_at": None,
-            },
+            json=consent_body(category),
             headers=keyed("consent"),
         )
         r.raise_for_status()
         r = await intake.post(
             f"/v1/cases/{case_id}/assessments",
-            json={"needs": [{"category": category, "priority": "high"}]},
+            json=assessment_body(category),
             headers=keyed("assessment"),
         )
         r.raise_for_status()
