@@ -8,11 +8,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select, text
 
 from icrs_referral.models import KnownNeed, Referral
 from icrs_referral.router import routing_lock
 from icrs_referral.service import expire_due
+from icrs_referral.situation import ACCEPTANCE_WINDOW, NEUTRAL, load_and_acceptance
 from icrs_shared.events import Envelope
 from icrs_shared.testing import eventually, record
 
@@ -498,3 +499,60 @@ async def test_erasure_cancels_the_cases_live_referrals(referral: ReferralServic
     await eventually(cancelled, within=15)
     assert (await world.referrals(need))[0].reason == "case-erased"
     assert made.id == (await world.referrals(need))[0].id
+
+
+async def test_routing_reads_of_a_service_do_not_grow_with_its_past(
+    referral: ReferralService,
+) -> None:
+    """A service's load is its live referrals and its acceptance record its latest
+    answered ones; both are read through partial indexes, whatever its history."""
+    busy, quiet, old = uuid.uuid4(), uuid.uuid4(), datetime(2020, 1, 1, tzinfo=UTC)
+
+    def row(status: str, at: datetime) -> Referral:
+        return Referral(
+            case_id=uuid.uuid4(),
+            need_category="health",
+            requester_organization_id=REQUESTER,
+            organization_id=uuid.uuid4(),
+            service_id=busy,
+            status=status,
+            created_at=at,
+            updated_at=at,
+        )
+
+    db = referral.app.state.runtime.db
+    async with db.transaction() as session:
+        # Long ago it declined everything; of late it accepts everything.
+        session.add_all(row("rejected", old + timedelta(minutes=i)) for i in range(300))
+        recent = datetime.now(UTC) - timedelta(days=1)
+        statuses = ["accepted", "in-progress", "completed", "failed"]
+        session.add_all(
+            row(statuses[i % 4], recent + timedelta(minutes=i)) for i in range(ACCEPTANCE_WINDOW)
+        )
+        session.add_all(row(s, recent) for s in ("requested", "received", "cancelled"))
+    async with db.transaction() as session:
+        loads, acceptance = await load_and_acceptance(session, [busy, quiet])
+        # requested, received, and the accepted and in-progress half of the window
+        assert loads == {busy: 2 + ACCEPTANCE_WINDOW // 2}
+        assert acceptance == {busy: 1.0, quiet: NEUTRAL}
+        if db.is_sqlite:
+            return
+        await session.execute(text("ANALYZE referrals"))
+        sql: list[tuple[str, Any]] = []
+
+        def seen(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+            sql.append((statement, params))
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            await load_and_acceptance(session, [busy])
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        conn = await session.connection()
+        plans = []
+        for statement, params in sql:
+            explained = await conn.exec_driver_sql("EXPLAIN " + statement, tuple(params))
+            plans.append("\n".join(r[0] for r in explained))
+    assert "ix_referrals_live_service" in plans[0], plans[0]
+    assert "ix_referrals_answered_service" in plans[1], plans[1]
+    assert "Limit" in plans[1], plans[1]

@@ -36,6 +36,17 @@ LIVE = frozenset({"requested", "received", "accepted", "in-progress", "on-hold"}
 ACTIVE = frozenset({"accepted", "in-progress", "on-hold"})
 #: States in which the provider has not yet answered.
 AWAITING = frozenset({"requested", "received"})
+#: States of a referral its provider accepted (whatever came of it), and of one it
+#: declined or let expire: together, the referrals it answered.
+ACCEPTED = frozenset({"accepted", "in-progress", "on-hold", "completed", "failed"})
+DECLINED = frozenset({"rejected", "expired"})
+
+
+def status_in(statuses: frozenset[str]) -> str:
+    """`status IN (...)` with the values written out: the predicate of a partial index,
+    and of the queries that must match it (a bound parameter would not)."""
+    return "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(statuses)))
+
 
 _P: frozenset[str] = frozenset({"provider"})
 _R: frozenset[str] = frozenset({"requester"})

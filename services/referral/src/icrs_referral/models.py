@@ -13,11 +13,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, Column, DateTime, Index, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from icrs_shared.tables import messaging_tables
+
+from .lifecycle import ACCEPTED, DECLINED, LIVE, status_in
 
 
 class Base(SQLModel, registry=registry()):
@@ -123,6 +125,23 @@ class Referral(Base, table=True):
     one more, `previous_referral_id` the one it replaces)."""
 
     __tablename__ = "referrals"
+    __table_args__ = (
+        # What routing reads of a service, bounded however many referrals it has had:
+        # its live referrals, and its latest answered ones.
+        Index(
+            "ix_referrals_live_service",
+            "service_id",
+            postgresql_where=text(status_in(LIVE)),
+            sqlite_where=text(status_in(LIVE)),
+        ),
+        Index(
+            "ix_referrals_answered_service",
+            "service_id",
+            "created_at",
+            postgresql_where=text(status_in(ACCEPTED | DECLINED)),
+            sqlite_where=text(status_in(ACCEPTED | DECLINED)),
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     case_id: uuid.UUID = Field(index=True)

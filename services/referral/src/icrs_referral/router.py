@@ -136,8 +136,7 @@ async def route_need(
         if decision.chosen is None:
             await _unmatched(session, outbox, need, decision.reasons, len(earlier))
             return None
-        chosen = await session.get(KnownService, decision.chosen.service_id)
-        assert chosen is not None
+        chosen = seen.rows[decision.chosen.service_id]
         # A service with a capacity is chosen again with its load counted under its lock.
         if chosen.id in locked or not await capacity_lock(session, chosen):
             break

@@ -7,18 +7,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import case as when
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from .lifecycle import LIVE
+from .lifecycle import ACCEPTED, DECLINED, LIVE, status_in
 from .models import KnownCase, KnownConsent, KnownNeed, KnownOrganization, KnownService, Referral
 from .routing import CaseView, ConsentView, OrganizationView, ServiceView
 
-_ACCEPTED = ("accepted", "in-progress", "on-hold", "completed", "failed")
-_DECLINED = ("rejected", "expired")
-#: The acceptance record of a service nobody has answered yet.
+#: The acceptance record of a service that has answered no referral yet.
 NEUTRAL = 0.5
+#: How many of a service's latest answered referrals its acceptance record counts.
+ACCEPTANCE_WINDOW = 200
+_LIVE = text(status_in(LIVE))
+_ANSWERED = text(status_in(ACCEPTED | DECLINED))
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Situation:
     consents: list[ConsentView]
     loads: dict[uuid.UUID, int]
     acceptance: dict[uuid.UUID, float]
+    #: The services' rows, by id (held, so that the one chosen is not read again).
+    rows: dict[uuid.UUID, KnownService]
 
 
 def case_view(row: KnownCase) -> CaseView:
@@ -96,7 +100,7 @@ async def situation(session: AsyncSession, need: KnownNeed, case: KnownCase) -> 
         .scalars()
         .all()
     )
-    ids = [s.id for s in services]
+    loads, acceptance = await load_and_acceptance(session, [s.id for s in services])
     return Situation(
         case=case_view(case),
         services=[service_view(s) for s in services],
@@ -104,39 +108,36 @@ async def situation(session: AsyncSession, need: KnownNeed, case: KnownCase) -> 
             o.id: OrganizationView(o.id, o.status == "active", o.child_safeguarding) for o in orgs
         },
         consents=[consent_view(c) for c in consents],
-        loads=await loads(session, ids),
-        acceptance=await acceptance(session, ids),
+        loads=loads,
+        acceptance=acceptance,
+        rows={s.id: s for s in services},
     )
 
 
-async def loads(session: AsyncSession, service_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Live referrals per service: those awaiting an answer count too, so that a burst of
-    referrals cannot overfill a service before it answers."""
-    if not service_ids:
-        return {}
-    query = (
-        select(col(Referral.service_id), func.count())
-        .where(col(Referral.service_id).in_(service_ids), col(Referral.status).in_(LIVE))
-        .group_by(col(Referral.service_id))
-    )
-    return {sid: int(n) for sid, n in (await session.execute(query)).all()}
-
-
-async def acceptance(
+async def load_and_acceptance(
     session: AsyncSession, service_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, float]:
-    """Per service, the share of answered referrals it accepted."""
+) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, float]]:
+    """Per service: its live referrals (those awaiting an answer count too, so that a
+    burst of referrals cannot overfill a service before it answers), and the share of its
+    latest `ACCEPTANCE_WINDOW` answered referrals it accepted. Both read partial indexes,
+    so their cost does not grow with the service's past."""
     if not service_ids:
-        return {}
-    accepted = func.sum(when((col(Referral.status).in_(_ACCEPTED), 1), else_=0))
-    declined = func.sum(when((col(Referral.status).in_(_DECLINED), 1), else_=0))
-    query = (
-        select(col(Referral.service_id), accepted, declined)
-        .where(col(Referral.service_id).in_(service_ids))
-        .group_by(col(Referral.service_id))
-    )
-    out: dict[uuid.UUID, float] = {}
-    for sid, yes, no in (await session.execute(query)).all():
-        answered = int(yes or 0) + int(no or 0)
-        out[sid] = int(yes or 0) / answered if answered else NEUTRAL
-    return {sid: out.get(sid, NEUTRAL) for sid in service_ids}
+        return {}, {}
+    service = col(Referral.service_id)
+    live = select(service, func.count()).where(service.in_(service_ids), _LIVE)
+    loads = {sid: int(n) for sid, n in (await session.execute(live.group_by(service))).all()}
+    latest = [
+        select(service, col(Referral.status))
+        .where(service == sid, _ANSWERED)
+        .order_by(col(Referral.created_at).desc())
+        .limit(ACCEPTANCE_WINDOW)
+        .subquery()
+        for sid in service_ids
+    ]
+    answered = union_all(*(select(q.c.service_id, q.c.status) for q in latest)).subquery()
+    accepted = func.sum(when((answered.c.status.in_(sorted(ACCEPTED)), 1), else_=0))
+    query = select(answered.c.service_id, accepted, func.count()).group_by(answered.c.service_id)
+    acceptance = {
+        sid: int(yes or 0) / int(n) for sid, yes, n in (await session.execute(query)).all()
+    }
+    return loads, {sid: acceptance.get(sid, NEUTRAL) for sid in service_ids}

@@ -17,11 +17,10 @@ from sqlmodel import col
 
 from icrs_shared.disclosure import THRESHOLD, Cell, protect
 
+from ..lifecycle import ACCEPTED, DECLINED
 from ..models import KnownCase, KnownNeed, Referral, ReferralTransition
 
 Side = Literal["requester", "provider"]
-_ACCEPTED = ("accepted", "in-progress", "on-hold", "completed", "failed")
-_DECLINED = ("rejected", "expired")
 
 
 class Breakdown(BaseModel):
@@ -91,8 +90,8 @@ async def referral_report(
         created[rid] = at
     total = sum(statuses.values())
     small = 0 < total < THRESHOLD
-    accepted = sum(statuses[s] for s in _ACCEPTED)
-    answered = accepted + sum(statuses[s] for s in _DECLINED)
+    accepted = sum(statuses[s] for s in ACCEPTED)
+    answered = accepted + sum(statuses[s] for s in DECLINED)
     return ReferralReport(
         side=side,
         total=None if small else total,
