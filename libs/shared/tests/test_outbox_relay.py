@@ -7,6 +7,8 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 
+from sqlalchemy import select
+
 from icrs_shared.bus import BusUnavailable, PublishError
 from icrs_shared.db import Database
 from icrs_shared.events import Envelope, platform_events
@@ -81,6 +83,23 @@ async def test_two_replicas_publish_each_event_exactly_once(db: Database) -> Non
     assert await relays[0].pending() == 0
 
 
+async def test_a_batch_is_published_in_the_order_it_was_written(db: Database) -> None:
+    ids = await add_events(db, 60)
+    bus = CountingBus()
+    order: list[uuid.UUID] = []
+    publish = bus.publish
+
+    async def recording(envelopes: Sequence[Envelope]) -> None:
+        order.extend(e.id for e in envelopes)
+        await publish(envelopes)
+
+    bus.publish = recording  # type: ignore[method-assign]
+    relay = OutboxRelay(db, outbox_table, bus, batch_size=25)
+    while await relay.relay_once():
+        pass
+    assert order == ids
+
+
 async def test_events_wait_while_the_bus_is_down_and_partial_confirms_are_kept(
     db: Database,
 ) -> None:
@@ -99,6 +118,11 @@ async def test_events_wait_while_the_bus_is_down_and_partial_confirms_are_kept(
                 break
             await asyncio.sleep(0.05)
         assert await relay.pending() == 1  # the unconfirmed one waits
+        async with db.sessions() as session:
+            query = select(outbox_table.c.event_id, outbox_table.c.attempts)
+            attempts = {row.event_id: row.attempts for row in await session.execute(query)}
+        assert attempts[ids[3]] >= 1
+        assert all(attempts[i] == 0 for i in ids if i != ids[3])
         bus.unconfirmed = set()
         for _ in range(100):
             if await relay.pending() == 0:

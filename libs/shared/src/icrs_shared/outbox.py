@@ -183,12 +183,30 @@ class OutboxRelay:
         )
 
     async def _relay_locked(self) -> int:
+        """Claim a batch and mark it sent in one statement, publish, commit: a batch the
+        broker does not confirm is rolled back (or, for the rows it did not confirm, put
+        back with one more attempt)."""
+        t = self.table
+        claimed = self._pending().with_for_update(skip_locked=True).with_only_columns(t.c.id)
+        claim = (
+            update(t)
+            .where(t.c.id.in_(claimed.scalar_subquery()))
+            .values(sent_at=datetime.now(UTC))
+            .returning(t.c.id, t.c.event_id, t.c.body)
+        )
         async with self.db.transaction() as session:
-            rows = (await session.execute(self._pending().with_for_update(skip_locked=True))).all()
+            rows = sorted((await session.execute(claim)).all(), key=lambda r: r.id)
             if not rows:
                 return 0
             confirmed = await self._publish(rows)
-            await self._mark(session, rows, confirmed)
+            failed = [r.id for r in rows if r.event_id not in confirmed]
+            if failed:
+                await session.execute(
+                    update(t)
+                    .where(t.c.id.in_(failed))
+                    .values(sent_at=None, attempts=t.c.attempts + 1)
+                )
+        self.published += len(confirmed)
         return len(confirmed)
 
     async def _relay_sqlite(self) -> int:
