@@ -83,7 +83,8 @@ async def _moved(session: AsyncSession, envelope: Envelope, event: ReferralEvent
         return
     if link is not None and not _newer(envelope.time, event.status, link.event_time, link.status):
         return
-    before = await _item(session, need)
+    links = await _links(session, need)
+    before = _item(need, links)
     values: dict[str, Any] = {
         "case_id": case.id,
         "need_id": need.id if need is not None else None,
@@ -103,11 +104,13 @@ async def _moved(session: AsyncSession, envelope: Envelope, event: ReferralEvent
         for name, value in values.items():
             setattr(link, name, value)
     session.add(link)
+    if need is not None and link.need_id == need.id and all(known is not link for known in links):
+        links.append(link)
     if need is not None and _newer(envelope.time, event.status, need.status_at, need.status):
         need.status, need.status_at, need.unmatched_reasons = event.status, envelope.time, []
         session.add(need)
     await session.flush()
-    await _plan_follows(session, envelope, case, need, before)
+    await _plan_follows(session, envelope, case, before, _item(need, links))
 
 
 async def _unmatched(session: AsyncSession, envelope: Envelope, event: ReferralUnmatched) -> None:
@@ -120,12 +123,13 @@ async def _unmatched(session: AsyncSession, envelope: Envelope, event: ReferralU
         return
     if not _newer(envelope.time, "unmatched", need.status_at, need.status):
         return
-    before = await _item(session, need)
+    links = await _links(session, need)
+    before = _item(need, links)
     need.status, need.status_at = "unmatched", envelope.time
     need.unmatched_reasons = [r for r in dict.fromkeys(event.reasons) if _CODE.match(r)][:20]
     session.add(need)
     await session.flush()
-    await _plan_follows(session, envelope, case, need, before)
+    await _plan_follows(session, envelope, case, before, _item(need, links))
 
 
 async def _case(session: AsyncSession, envelope: Envelope, case_id: object) -> Case | None:
@@ -143,20 +147,24 @@ async def _locked_need(session: AsyncSession, case: Case, need_id: object) -> Ne
     return need if need is not None and need.case_id == case.id else None
 
 
-async def _item(session: AsyncSession, need: Need | None) -> PlanItemOut | None:
-    return None if need is None else await plans.item_of(session=session, need=need)
+async def _links(session: AsyncSession, need: Need | None) -> list[ReferralLink]:
+    return [] if need is None else await plans.need_links(session=session, need=need)
+
+
+def _item(need: Need | None, links: list[ReferralLink]) -> PlanItemOut | None:
+    return None if need is None else plans.item(need, links)
 
 
 async def _plan_follows(
     session: AsyncSession,
     envelope: Envelope,
     case: Case,
-    need: Need | None,
     before: PlanItemOut | None,
+    after: PlanItemOut | None,
 ) -> None:
     """When the need's plan item changed, a new plan version and `plan.updated`, in this
     transaction."""
-    if need is None or await _item(session, need) == before:
+    if after is None or after == before:
         return
     await plans.items_changed(
         session=session,

@@ -68,10 +68,14 @@ async def items(*, session: AsyncSession, case_id: uuid.UUID) -> list[PlanItemOu
     return [_item(need, latest.get(need.id)) for need in needs]
 
 
-async def item_of(*, session: AsyncSession, need: Need) -> PlanItemOut:
-    """The plan item of one need."""
+async def need_links(*, session: AsyncSession, need: Need) -> list[ReferralLink]:
+    """The referrals of one need that intake knows of."""
     query = select(ReferralLink).where(col(ReferralLink.need_id) == need.id)
-    links = (await session.execute(query)).scalars().all()
+    return list((await session.execute(query)).scalars().all())
+
+
+def item(need: Need, links: Sequence[ReferralLink]) -> PlanItemOut:
+    """The plan item of one need, given its referrals (`need_links`)."""
     return _item(need, latest_referrals(links).get(need.id))
 
 
