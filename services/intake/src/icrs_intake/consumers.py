@@ -13,10 +13,13 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from icrs_shared.events import Envelope
 from icrs_shared.events.catalog import ReferralEvent, ReferralUnmatched, platform_events
@@ -72,11 +75,11 @@ async def _moved(session: AsyncSession, envelope: Envelope, event: ReferralEvent
     if event.status not in REFERRAL_STATUSES:
         log.warning("referral event with an unknown status ignored", extra=_ids(envelope))
         return
-    case = await _case(session, envelope, event.case_id)
-    if case is None:
+    found = await _case_and_need(session, envelope, event.case_id, event.need_id)
+    if found is None:
         return
     # Need first, then referral: every handler locks in this order.
-    need = await _locked_need(session, case, event.need_id)
+    case, need = found
     link = await session.get(ReferralLink, event.referral_id, with_for_update=_NO_KEY_UPDATE)
     if link is not None and link.case_id != case.id:
         log.warning("referral event names another case than before", extra=_ids(envelope))
@@ -114,10 +117,10 @@ async def _moved(session: AsyncSession, envelope: Envelope, event: ReferralEvent
 
 
 async def _unmatched(session: AsyncSession, envelope: Envelope, event: ReferralUnmatched) -> None:
-    case = await _case(session, envelope, event.case_id)
-    if case is None:
+    found = await _case_and_need(session, envelope, event.case_id, event.need_id)
+    if found is None:
         return
-    need = await _locked_need(session, case, event.need_id)
+    case, need = found
     if need is None:
         log.info("referral.unmatched for no known need ignored", extra=_ids(envelope))
         return
@@ -132,19 +135,27 @@ async def _unmatched(session: AsyncSession, envelope: Envelope, event: ReferralU
     await _plan_follows(session, envelope, case, before, _item(need, links))
 
 
-async def _case(session: AsyncSession, envelope: Envelope, case_id: object) -> Case | None:
+async def _case_and_need(
+    session: AsyncSession, envelope: Envelope, case_id: uuid.UUID, need_id: uuid.UUID | None
+) -> tuple[Case, Need | None] | None:
+    """The case and its need, the need locked (the events of one need apply one at a
+    time), in one query when the need is the case's; None when intake does not hold the
+    case."""
+    if need_id is not None:
+        query = (
+            select(Need, Case)
+            .join(Case, col(Case.id) == col(Need.case_id))
+            .where(col(Need.id) == need_id, col(Need.case_id) == case_id)
+            .with_for_update(of=Need, key_share=True)
+        )
+        row = (await session.execute(query)).first()
+        if row is not None:
+            return row[1], row[0]
     case = await session.get(Case, case_id)
     if case is None:
         log.info("referral event about a case intake does not hold", extra=_ids(envelope))
-    return case
-
-
-async def _locked_need(session: AsyncSession, case: Case, need_id: object) -> Need | None:
-    """The need, locked: the events of one need apply one at a time."""
-    if need_id is None:
         return None
-    need = await session.get(Need, need_id, with_for_update=_NO_KEY_UPDATE)
-    return need if need is not None and need.case_id == case.id else None
+    return case, None
 
 
 async def _links(session: AsyncSession, need: Need | None) -> list[ReferralLink]:

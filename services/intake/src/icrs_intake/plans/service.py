@@ -59,13 +59,22 @@ def latest_referrals(links: Sequence[ReferralLink]) -> dict[uuid.UUID, ReferralL
 
 
 async def items(*, session: AsyncSession, case_id: uuid.UUID) -> list[PlanItemOut]:
-    by_age = (col(Need.created_at), col(Need.id))
-    need_query = select(Need).where(col(Need.case_id) == case_id).order_by(*by_age)
-    needs = (await session.execute(need_query)).scalars().all()
-    link_query = select(ReferralLink).where(col(ReferralLink.case_id) == case_id)
-    links = (await session.execute(link_query)).scalars().all()
+    """The case's plan items, oldest need first: its needs and their referrals, in one
+    query."""
+    query = (
+        select(Need, ReferralLink)
+        .outerjoin(ReferralLink, col(ReferralLink.need_id) == col(Need.id))
+        .where(col(Need.case_id) == case_id)
+        .order_by(col(Need.created_at), col(Need.id))
+    )
+    needs: dict[uuid.UUID, Need] = {}
+    links: list[ReferralLink] = []
+    for need, link in await session.execute(query):
+        needs.setdefault(need.id, need)
+        if link is not None:
+            links.append(link)
     latest = latest_referrals(links)
-    return [_item(need, latest.get(need.id)) for need in needs]
+    return [_item(need, latest.get(need.id)) for need in needs.values()]
 
 
 async def need_links(*, session: AsyncSession, need: Need) -> list[ReferralLink]:
