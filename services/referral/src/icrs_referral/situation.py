@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import case as when
-from sqlalchemy import func, select, text, union_all
+from sqlalchemy import func, literal, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -21,6 +21,8 @@ NEUTRAL = 0.5
 ACCEPTANCE_WINDOW = 200
 _LIVE = text(status_in(LIVE))
 _ANSWERED = text(status_in(ACCEPTED | DECLINED))
+#: What marks the live count's rows among the answered referrals' (not a status).
+_LIVE_ROW = "(live)"
 
 
 @dataclass(frozen=True)
@@ -74,27 +76,21 @@ def consent_view(row: KnownConsent) -> ConsentView:
 
 
 async def situation(session: AsyncSession, need: KnownNeed, case: KnownCase) -> Situation:
-    services = (
-        (
-            await session.execute(
-                select(KnownService).where(col(KnownService.category) == need.category)
-            )
+    """What routing `need` takes into account: the services of its category with their
+    organizations (one query), the case's consents, the services' loads and records."""
+    query = (
+        select(KnownService, KnownOrganization)
+        .outerjoin(
+            KnownOrganization, col(KnownOrganization.id) == col(KnownService.organization_id)
         )
-        .scalars()
-        .all()
+        .where(col(KnownService.category) == need.category)
     )
-    org_ids = {s.organization_id for s in services}
-    orgs = (
-        (
-            await session.execute(
-                select(KnownOrganization).where(col(KnownOrganization.id).in_(org_ids))
-            )
-        )
-        .scalars()
-        .all()
-        if org_ids
-        else []
-    )
+    services: list[KnownService] = []
+    orgs: dict[uuid.UUID, KnownOrganization] = {}
+    for service, org in await session.execute(query):
+        services.append(service)
+        if org is not None:
+            orgs[org.id] = org
     consents = (
         (await session.execute(select(KnownConsent).where(col(KnownConsent.case_id) == case.id)))
         .scalars()
@@ -105,7 +101,8 @@ async def situation(session: AsyncSession, need: KnownNeed, case: KnownCase) -> 
         case=case_view(case),
         services=[service_view(s) for s in services],
         organizations={
-            o.id: OrganizationView(o.id, o.status == "active", o.child_safeguarding) for o in orgs
+            o.id: OrganizationView(o.id, o.status == "active", o.child_safeguarding)
+            for o in orgs.values()
         },
         consents=[consent_view(c) for c in consents],
         loads=loads,
@@ -117,17 +114,20 @@ async def situation(session: AsyncSession, need: KnownNeed, case: KnownCase) -> 
 async def load_and_acceptance(
     session: AsyncSession, service_ids: Sequence[uuid.UUID]
 ) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, float]]:
-    """Per service: its live referrals (those awaiting an answer count too, so that a
-    burst of referrals cannot overfill a service before it answers), and the share of its
-    latest `ACCEPTANCE_WINDOW` answered referrals it accepted. Both read partial indexes,
-    so their cost does not grow with the service's past."""
+    """Per service, in one query: its live referrals (those awaiting an answer count too,
+    so that a burst of referrals cannot overfill a service before it answers), and the
+    share of its latest `ACCEPTANCE_WINDOW` answered referrals it accepted. Both read
+    partial indexes, so their cost does not grow with the service's past."""
     if not service_ids:
         return {}, {}
-    service = col(Referral.service_id)
-    live = select(service, func.count()).where(service.in_(service_ids), _LIVE)
-    loads = {sid: int(n) for sid, n in (await session.execute(live.group_by(service))).all()}
+    service, status = col(Referral.service_id), col(Referral.status)
+    live = (
+        select(service, literal(_LIVE_ROW), func.count())
+        .where(service.in_(service_ids), _LIVE)
+        .group_by(service)
+    )
     latest = [
-        select(service, col(Referral.status))
+        select(service, status)
         .where(service == sid, _ANSWERED)
         .order_by(col(Referral.created_at).desc())
         .limit(ACCEPTANCE_WINDOW)
@@ -135,9 +135,19 @@ async def load_and_acceptance(
         for sid in service_ids
     ]
     answered = union_all(*(select(q.c.service_id, q.c.status) for q in latest)).subquery()
-    accepted = func.sum(when((answered.c.status.in_(sorted(ACCEPTED)), 1), else_=0))
-    query = select(answered.c.service_id, accepted, func.count()).group_by(answered.c.service_id)
-    acceptance = {
-        sid: int(yes or 0) / int(n) for sid, yes, n in (await session.execute(query)).all()
+    by_status = select(answered.c.service_id, answered.c.status, func.count()).group_by(
+        answered.c.service_id, answered.c.status
+    )
+    loads: dict[uuid.UUID, int] = {}
+    yes: Counter[uuid.UUID] = Counter()
+    all_answered: Counter[uuid.UUID] = Counter()
+    for sid, kind, n in await session.execute(union_all(live, by_status)):
+        if kind == _LIVE_ROW:
+            loads[sid] = int(n)
+            continue
+        all_answered[sid] += int(n)
+        if kind in ACCEPTED:
+            yes[sid] += int(n)
+    return loads, {
+        sid: yes[sid] / all_answered[sid] if all_answered[sid] else NEUTRAL for sid in service_ids
     }
-    return loads, {sid: acceptance.get(sid, NEUTRAL) for sid in service_ids}
