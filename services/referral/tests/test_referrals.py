@@ -4,14 +4,16 @@ expired, unmatched and matched later, cancelled when consent goes."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, select, text
+from sqlmodel import col
 
-from icrs_referral.models import KnownNeed, Referral
-from icrs_referral.router import routing_lock
+from icrs_referral.models import KnownNeed, KnownService, Referral
+from icrs_referral.router import _key, routing_lock
 from icrs_referral.service import expire_due
 from icrs_referral.situation import ACCEPTANCE_WINDOW, NEUTRAL, load_and_acceptance
 from icrs_shared.events import Envelope
@@ -558,3 +560,33 @@ async def test_routing_reads_of_a_service_do_not_grow_with_its_past(
     assert "ix_referrals_live_service" in plan, plan
     assert "ix_referrals_answered_service" in plan, plan
     assert "Limit" in plan, plan
+
+
+async def test_a_routing_locks_every_capacity_of_the_category_before_choosing(
+    referral: ReferralService,
+) -> None:
+    """Routings lock the places of all a category's services with a capacity, in one
+    order, before counting loads: two routings cannot wait for each other in a circle.
+    While another transaction holds the lock of a service it will not choose, a routing
+    waits for it."""
+    world = World(referral)
+    org = await world.organization()
+    near = await world.service(org, service_areas=["SO1101"])
+    far = await world.service(org, service_areas=["SO11"])
+    await world.case()
+    await world.consent("health")
+    db = referral.app.state.runtime.db
+
+    async def known() -> bool:
+        async with db.sessions() as session:
+            query = select(KnownService).where(col(KnownService.id).in_([near, far]))
+            return len((await session.execute(query)).all()) == 2
+
+    await eventually(known, within=15)
+    async with db.transaction() as session:
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key("service", far)})
+        need = await world.need()
+        await asyncio.sleep(1.5)
+        assert await world.referrals(need) == []  # waiting for the far service's lock
+    [made] = await world.wait_referrals(need, 1)
+    assert made.service_id == near

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 import zlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, text
@@ -49,7 +50,7 @@ async def routing_lock(session: AsyncSession, *, case_id: uuid.UUID | None = Non
     case's own lock, so that different cases route side by side. What may route any case
     (a service or an organization changed, a place freed, consent withdrawn, the expiry
     sweep) takes the lock alone. Two cases routed at once to one service with a
-    capacity are kept apart by `capacity_lock`. (SQLite has one writer at a time.)"""
+    capacity are kept apart by `capacity_locks`. (SQLite has one writer at a time.)"""
     if session.get_bind().dialect.name != "postgresql":
         return
     if case_id is None:
@@ -61,19 +62,27 @@ async def routing_lock(session: AsyncSession, *, case_id: uuid.UUID | None = Non
     )
 
 
-async def capacity_lock(session: AsyncSession, service: KnownService) -> bool:
-    """Lock `service`'s places until the transaction ends, if it has a capacity (on
-    PostgreSQL); true when it was taken, and the service's load must then be counted
-    again: a referral to it that another case's routing just made is committed now.
-    (Two routings that would each wait for the other's service are told apart by
-    PostgreSQL's deadlock detection; the one stopped is run again, as any transient
-    failure.)"""
-    if service.maximum is None or session.get_bind().dialect.name != "postgresql":
+_CAPACITY_LOCKS = "icrs.referral.capacity_locks"
+
+
+async def capacity_locks(session: AsyncSession, services: Iterable[KnownService]) -> bool:
+    """Lock the places of every one of `services` that has a capacity, until the
+    transaction ends (on PostgreSQL); true when a lock was newly taken, and loads must then
+    be counted again: a referral to one of them that another case's routing just made is
+    committed now.
+
+    A routing locks all the capacities of a need's category before choosing, in the order
+    of their keys, and routes its needs category by category: two routings never wait for
+    each other in a circle. (What may route any case holds the routing lock alone, so no
+    service appears or changes meanwhile.)"""
+    if session.get_bind().dialect.name != "postgresql":
         return False
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key("service", service.id)}
-    )
-    return True
+    held: set[int] = session.sync_session.info.setdefault(_CAPACITY_LOCKS, set())
+    keys = sorted({_key("service", s.id) for s in services if s.maximum is not None} - held)
+    for key in keys:
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        held.add(key)
+    return bool(keys)
 
 
 def referral_event(referral: Referral) -> ReferralEvent:
@@ -119,28 +128,24 @@ async def route_need(
     if len(earlier) >= max_attempts:
         await _unmatched(session, outbox, need, ["attempts-exhausted"], len(earlier))
         return None
-    locked: set[uuid.UUID] = set()
-    while True:
-        seen = await situation(session, need, case)
-        decision = route(
-            category=need.category,
-            case=seen.case,
-            services=seen.services,
-            organizations=seen.organizations,
-            consents=seen.consents,
-            loads=seen.loads,
-            acceptance=seen.acceptance,
-            tried=[r.service_id for r in earlier if r.status in _PASSED],
-            now=now,
-        )
-        if decision.chosen is None:
-            await _unmatched(session, outbox, need, decision.reasons, len(earlier))
-            return None
-        chosen = seen.rows[decision.chosen.service_id]
-        # A service with a capacity is chosen again with its load counted under its lock.
-        if chosen.id in locked or not await capacity_lock(session, chosen):
-            break
-        locked.add(chosen.id)
+    seen = await situation(session, need, case)
+    if await capacity_locks(session, seen.rows.values()):
+        seen = await situation(session, need, case)  # loads counted under the locks
+    decision = route(
+        category=need.category,
+        case=seen.case,
+        services=seen.services,
+        organizations=seen.organizations,
+        consents=seen.consents,
+        loads=seen.loads,
+        acceptance=seen.acceptance,
+        tried=[r.service_id for r in earlier if r.status in _PASSED],
+        now=now,
+    )
+    if decision.chosen is None:
+        await _unmatched(session, outbox, need, decision.reasons, len(earlier))
+        return None
+    chosen = seen.rows[decision.chosen.service_id]
     return await refer(
         session=session,
         outbox=outbox,
@@ -223,12 +228,16 @@ async def _unmatched(
 async def waiting_needs(
     session: AsyncSession, *, case_id: uuid.UUID | None = None, category: str | None = None
 ) -> list[KnownNeed]:
-    """Needs not referred yet (open or unmatched), of a case or a category, oldest first."""
+    """Needs not referred yet (open or unmatched), of a case (by category, then oldest
+    first) or of a category (oldest first)."""
     query = select(KnownNeed).where(col(KnownNeed.status).in_(("open", "unmatched")))
     if case_id is not None:
         query = query.where(col(KnownNeed.case_id) == case_id)
     if category is not None:
         query = query.where(col(KnownNeed.category) == category)
+    if case_id is not None:
+        # A case's needs category by category, as its routing takes capacity locks.
+        query = query.order_by(col(KnownNeed.category))
     query = query.order_by(col(KnownNeed.created_at)).limit(RETRY_BATCH)
     return list((await session.execute(query.with_for_update())).scalars())
 

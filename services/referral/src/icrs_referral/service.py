@@ -28,7 +28,14 @@ from .models import (
     Referral,
     ReferralTransition,
 )
-from .router import refer, referral_event, route_need, route_waiting, routing_lock
+from .router import (
+    capacity_locks,
+    refer,
+    referral_event,
+    route_need,
+    route_waiting,
+    routing_lock,
+)
 from .routing import reasons_against
 from .situation import consent_view, service_view, situation
 
@@ -228,6 +235,8 @@ async def refer_manually(
     if chosen is None or chosen.category != need.category:
         raise NotFound(f"no {need.category} service with this id")
     seen = await situation(session, need, case)
+    if await capacity_locks(session, seen.rows.values()):
+        seen = await situation(session, need, case)  # its load counted under the lock
     reasons = reasons_against(
         service_view(chosen),
         seen.organizations.get(chosen.organization_id),
