@@ -15,6 +15,7 @@ from icrs_shared.logs import configure_logging
 from icrs_shared.settings import Settings, settings_table
 from icrs_shared.telemetry import setup_tracing, shutdown_tracing
 
+from .http import head_timed
 from .services import SERVICES, platform_consumers
 
 
@@ -151,7 +152,7 @@ def _up(args: argparse.Namespace) -> int:
             print(f"  platform administrator client_secret: {creds['client_secret']}", flush=True)
             print(f"  (kept in {platform.admin_file}, mode 0600)", flush=True)
 
-    _run(platform, args.host, args.port, base.forwarded_allow_ips, after_start=announce)
+    _run(platform, args.host, args.port, base, after_start=announce)
     return 0
 
 
@@ -196,7 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
             await bus.close()
 
     app.router.lifespan_context = with_bus
-    _run(app, args.host, args.port, settings.forwarded_allow_ips)
+    _run(app, args.host, args.port, settings)
     return 0
 
 
@@ -221,14 +222,17 @@ def server_config(
     port: int,
     *,
     forwarded_allow_ips: str,
+    head_timeout: float,
     lifespan: Literal["on", "off"] = "on",
 ) -> uvicorn.Config:
     """How the platform's processes serve: no uvicorn logging (the apps log their requests),
-    the limits above, and the proxies whose forwarded headers are believed."""
+    the limits above, a deadline for each request's head, and the proxies whose forwarded
+    headers are believed."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=head_timed(head_timeout),
         forwarded_allow_ips=forwarded_allow_ips,
         log_config=None,
         access_log=False,
@@ -237,8 +241,14 @@ def server_config(
     )
 
 
-def _run(app: Any, host: str, port: int, forwarded_allow_ips: str, after_start: Any = None) -> None:
-    config = server_config(app, host, port, forwarded_allow_ips=forwarded_allow_ips)
+def _run(app: Any, host: str, port: int, settings: Settings, after_start: Any = None) -> None:
+    config = server_config(
+        app,
+        host,
+        port,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        head_timeout=settings.head_timeout,
+    )
     server = uvicorn.Server(config)
 
     async def serve() -> None:

@@ -1,5 +1,5 @@
 """Abusive clients are refused without harming the others: oversized bodies, deeply nested
-JSON, clients that send their body too slowly, floods of token requests.
+JSON, clients that send their headers or their body too slowly, floods of token requests.
 
 The partners and intake services run on PostgreSQL and RabbitMQ behind one uvicorn server
 over real TCP, in the test's event loop, with the server limits `icrs serve` and `icrs up`
@@ -55,6 +55,8 @@ CASE: dict[str, Any] = {
     "programme_track": "DDR",
     "area": "SO1101",
 }
+#: Seconds a connection has to send a request's head (`ICRS_HEAD_TIMEOUT`), small here.
+HEAD_TIMEOUT = 2.0
 #: The address the flood of token requests comes from (the others come from 127.0.0.1).
 FLOOD = "127.0.0.9"
 #: The gateway's address: only its X-Forwarded-For is believed.
@@ -208,7 +210,12 @@ async def platform(
 
         # Served as `icrs serve` serves, behind a gateway at 127.0.0.1.
         config = server_config(
-            gateway, "127.0.0.1", port, forwarded_allow_ips=GATEWAY, lifespan="off"
+            gateway,
+            "127.0.0.1",
+            port,
+            forwarded_allow_ips=GATEWAY,
+            head_timeout=HEAD_TIMEOUT,
+            lifespan="off",
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve(sockets=[listener]))
@@ -424,6 +431,75 @@ async def test_slow_clients_get_408_while_the_others_are_answered(platform: Plat
         assert closed
     assert len(latencies) >= 10
     assert statuses == {200, 201}
+    assert max(latencies) < 1.0, sorted(latencies)[-5:]
+
+
+async def test_slow_heads_get_408_while_the_others_are_answered(platform: Platform) -> None:
+    """Connections that send their request line and headers a byte at a time, or nothing
+    at all, are answered 408 and closed once the head's deadline has passed, on a first
+    request and on a kept-alive connection's next; the other clients see no delay."""
+    caseworker = await platform.caseworker()
+    head = request_head("GET", "/v1/cases", caseworker)
+
+    async def trickle(conn: Connection, started: float) -> tuple[Reply, float, int, bool]:
+        answer = asyncio.create_task(conn.reply(within=HEAD_TIMEOUT + 5))
+        sent = 0
+        while not answer.done() and await conn.send(head[sent : sent + 1]):
+            sent += 1
+            await asyncio.wait([answer], timeout=0.25)
+        r = await answer
+        elapsed = time.monotonic() - started
+        closed = await conn.closed_by_server()
+        conn.close()
+        return r, elapsed, sent, closed
+
+    async def slow_head() -> tuple[Reply, float, int, bool]:
+        conn = await Connection.open(platform.port)
+        return await trickle(conn, time.monotonic())
+
+    async def silent() -> tuple[Reply, float, int, bool]:
+        conn = await Connection.open(platform.port)
+        started = time.monotonic()
+        r = await conn.reply(within=HEAD_TIMEOUT + 5)
+        elapsed = time.monotonic() - started
+        closed = await conn.closed_by_server()
+        conn.close()
+        return r, elapsed, 0, closed
+
+    async def slow_second_head() -> tuple[Reply, float, int, bool]:
+        conn = await Connection.open(platform.port)
+        await conn.send(head)
+        first = await conn.reply()
+        assert first.status == 200, first.body
+        return await trickle(conn, time.monotonic())
+
+    latencies: list[float] = []
+    statuses: set[int] = set()
+
+    async def others(until: asyncio.Future[Any]) -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.port}") as http:
+            while not until.done():
+                started = time.monotonic()
+                r = await http.get("/v1/cases", headers=caseworker)
+                latencies.append(time.monotonic() - started)
+                statuses.add(r.status_code)
+                await asyncio.sleep(0.05)
+
+    slow = asyncio.gather(
+        *(slow_head() for _ in range(15)),
+        *(silent() for _ in range(5)),
+        *(slow_second_head() for _ in range(5)),
+    )
+    await asyncio.gather(slow, others(slow))
+
+    for r, elapsed, sent, closed in slow.result():
+        assert (r.status, r.headers["content-type"]) == (408, PROBLEM_JSON)
+        assert r.json()["type"] == "urn:icrs:problem:request-timeout"
+        assert HEAD_TIMEOUT - 0.5 < elapsed < HEAD_TIMEOUT + 1.5, elapsed
+        assert sent < len(head)
+        assert closed
+    assert len(latencies) >= 10
+    assert statuses == {200}
     assert max(latencies) < 1.0, sorted(latencies)[-5:]
 
 

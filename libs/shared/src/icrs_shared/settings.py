@@ -63,6 +63,16 @@ class Settings(BaseSettings):
             "them counts as coming from the address it forwarded for (per-address limits)."
         ),
     )
+    head_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description=(
+            "Seconds a connection has to send a whole request line and headers, from its "
+            "opening or the end of its previous response; a slower one gets 408 and is "
+            "closed."
+        ),
+    )
     auth_issuer: str | None = Field(
         default=None,
         description="Token issuer (`iss`); defaults to the public URL (the built-in server).",
