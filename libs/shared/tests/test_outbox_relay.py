@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 
 from sqlalchemy import select
 
-from icrs_shared.bus import BusUnavailable, PublishError
+from icrs_shared.bus import BusUnavailable, PublishError, RabbitBus
 from icrs_shared.db import Database
 from icrs_shared.events import Envelope, platform_events
 from icrs_shared.events.catalog import CaseErased
@@ -133,3 +134,36 @@ async def test_events_wait_while_the_bus_is_down_and_partial_confirms_are_kept(
         await relay.stop()
     assert set(bus.published) == set(ids)
     assert max(bus.published.values()) == 1
+
+
+async def test_events_waiting_for_a_consumer_flow_soon_after_it_starts(
+    db: Database, amqp_url: str, bus_namespace: str
+) -> None:
+    """While a consumer's queue does not exist yet the relay asks again every half second,
+    not ever less often as it does while the broker is away: events flow within a moment
+    of the consumer's service starting, however long it took to come."""
+    publisher = RabbitBus(amqp_url, namespace=bus_namespace, required=[("audit", "log")])
+    consumer = RabbitBus(amqp_url, namespace=bus_namespace)
+    await publisher.start()
+    await consumer.start()
+    relay = OutboxRelay(db, outbox_table, publisher)
+    try:
+        [waiting] = await add_events(db, 1)
+        await relay.start()
+        await asyncio.sleep(4)  # long enough for a backoff to have grown past 4 s
+        assert await relay.pending() == 1
+        seen = asyncio.Event()
+
+        async def log(env: Envelope) -> None:
+            if env.id == waiting:
+                seen.set()
+
+        subscribed = time.monotonic()
+        await consumer.subscribe("audit", "log", ["#"], log)
+        await asyncio.wait_for(seen.wait(), 5)
+        assert time.monotonic() - subscribed < 1.5
+    finally:
+        await relay.stop()
+        await consumer.delete_topology()
+        await consumer.close()
+        await publisher.close()

@@ -20,7 +20,7 @@ from sqlalchemy import Table, delete, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from .bus import Bus, BusUnavailable, PublishError
+from .bus import Bus, BusUnavailable, ConsumersMissing, PublishError
 from .db import Database
 from .events import Envelope, EventData, EventRegistry
 from .telemetry import current_traceparent
@@ -28,6 +28,8 @@ from .telemetry import current_traceparent
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "icrs.outbox.pending"
+#: Seconds between tries while a consumer's queue does not exist yet.
+CONSUMERS_MISSING_WAIT = 0.5
 
 
 class Outbox:
@@ -143,6 +145,15 @@ class OutboxRelay:
             try:
                 sent = await self.relay_once()
                 backoff = 0.0
+            except ConsumersMissing as exc:
+                # A service that has not started yet may be there any moment.
+                if backoff != CONSUMERS_MISSING_WAIT:
+                    log.info(
+                        "outbox events wait for a consumer's queue",
+                        extra={"relay": self.name, "error": str(exc)},
+                    )
+                backoff = CONSUMERS_MISSING_WAIT
+                sent = 0
             except (BusUnavailable, PublishError) as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
                 log.warning(

@@ -1,10 +1,20 @@
-from .base import Bus, BusUnavailable, Handler, Parked, PublishError, Subscription, topic_matches
+from .base import (
+    Bus,
+    BusUnavailable,
+    ConsumersMissing,
+    Handler,
+    Parked,
+    PublishError,
+    Subscription,
+    topic_matches,
+)
 from .memory import InProcessBus
 from .rabbit import RabbitBus
 
 __all__ = [
     "Bus",
     "BusUnavailable",
+    "ConsumersMissing",
     "Handler",
     "InProcessBus",
     "Parked",

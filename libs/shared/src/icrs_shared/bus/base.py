@@ -17,6 +17,12 @@ class BusUnavailable(Exception):
     """The broker cannot be reached; nothing was published."""
 
 
+class ConsumersMissing(BusUnavailable):
+    """A consumer's queue does not exist yet (its service has not started once); nothing
+    was published. Unlike an unreachable broker, it may be there any moment: worth
+    asking again soon."""
+
+
 class PublishError(Exception):
     """Some envelopes were not confirmed; `confirmed` holds the ids that were."""
 

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from ..events import Envelope
 from ..telemetry import consume_span
-from .base import BusUnavailable, Handler, Parked, Subscription, topic_matches
+from .base import (
+    BusUnavailable,
+    ConsumersMissing,
+    Handler,
+    Parked,
+    Subscription,
+    topic_matches,
+)
 from .patience import Stopped, handle_patiently
 
 log = logging.getLogger(__name__)
@@ -183,7 +190,7 @@ class InProcessBus:
         subscribed = {(c.sub.service, c.sub.consumer) for c in self._consumers}
         for service, consumer in self.required:
             if (service, consumer) not in subscribed:
-                raise BusUnavailable(f"{service}.{consumer} is not subscribed: events wait")
+                raise ConsumersMissing(f"{service}.{consumer} is not subscribed: events wait")
         loop = asyncio.get_running_loop()
         waits: list[asyncio.Future[None]] = []
         for env in envelopes:

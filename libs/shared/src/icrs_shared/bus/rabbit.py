@@ -35,7 +35,14 @@ from pydantic import ValidationError
 
 from ..events import Envelope
 from ..telemetry import consume_span, publish_span
-from .base import BusUnavailable, Handler, Parked, PublishError, Subscription
+from .base import (
+    BusUnavailable,
+    ConsumersMissing,
+    Handler,
+    Parked,
+    PublishError,
+    Subscription,
+)
 from .patience import Stopped, handle_patiently
 
 log = logging.getLogger(__name__)
@@ -204,7 +211,7 @@ class RabbitBus:
                 async with conn.channel() as channel:
                     await channel.declare_queue(name, passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity:
-                raise BusUnavailable(
+                raise ConsumersMissing(
                     f"queue {name} does not exist yet: events wait until {service} has started"
                 ) from None
         self._required_found = True
