@@ -129,6 +129,23 @@ def request_head(method: str, path: str, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+async def trickle(
+    conn: Connection, data: bytes, started: float, *, within: float, every: float
+) -> tuple[Reply, float, int, bool]:
+    """Send `data` a byte every `every` seconds until the server answers: its answer, the
+    seconds since `started`, the bytes sent, and whether the server closed the connection."""
+    answer = asyncio.create_task(conn.reply(within=within))
+    sent = 0
+    while not answer.done() and await conn.send(data[sent : sent + 1]):
+        sent += 1
+        await asyncio.wait([answer], timeout=every)
+    r = await answer
+    elapsed = time.monotonic() - started
+    closed = await conn.closed_by_server()
+    conn.close()
+    return r, elapsed, sent, closed
+
+
 def chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
@@ -392,16 +409,7 @@ async def test_slow_clients_get_408_while_the_others_are_answered(platform: Plat
         conn = await Connection.open(platform.port)
         started = time.monotonic()
         await conn.send(head)
-        answer = asyncio.create_task(conn.reply(within=timeout + 5))
-        sent = 0
-        while not answer.done() and await conn.send(body[sent : sent + 1]):
-            sent += 1
-            await asyncio.wait([answer], timeout=1.0)
-        r = await answer
-        elapsed = time.monotonic() - started
-        closed = await conn.closed_by_server()
-        conn.close()
-        return r, elapsed, sent, closed
+        return await trickle(conn, body, started, within=timeout + 5, every=1.0)
 
     latencies: list[float] = []
     statuses: set[int] = set()
@@ -441,21 +449,9 @@ async def test_slow_heads_get_408_while_the_others_are_answered(platform: Platfo
     caseworker = await platform.caseworker()
     head = request_head("GET", "/v1/cases", caseworker)
 
-    async def trickle(conn: Connection, started: float) -> tuple[Reply, float, int, bool]:
-        answer = asyncio.create_task(conn.reply(within=HEAD_TIMEOUT + 5))
-        sent = 0
-        while not answer.done() and await conn.send(head[sent : sent + 1]):
-            sent += 1
-            await asyncio.wait([answer], timeout=0.25)
-        r = await answer
-        elapsed = time.monotonic() - started
-        closed = await conn.closed_by_server()
-        conn.close()
-        return r, elapsed, sent, closed
-
     async def slow_head() -> tuple[Reply, float, int, bool]:
         conn = await Connection.open(platform.port)
-        return await trickle(conn, time.monotonic())
+        return await trickle(conn, head, time.monotonic(), within=HEAD_TIMEOUT + 5, every=0.25)
 
     async def silent() -> tuple[Reply, float, int, bool]:
         conn = await Connection.open(platform.port)
@@ -471,7 +467,7 @@ async def test_slow_heads_get_408_while_the_others_are_answered(platform: Platfo
         await conn.send(head)
         first = await conn.reply()
         assert first.status == 200, first.body
-        return await trickle(conn, time.monotonic())
+        return await trickle(conn, head, time.monotonic(), within=HEAD_TIMEOUT + 5, every=0.25)
 
     latencies: list[float] = []
     statuses: set[int] = set()
