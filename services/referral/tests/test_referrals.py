@@ -13,7 +13,7 @@ from sqlalchemy import event, select, text
 from sqlmodel import col
 
 from icrs_referral.models import KnownNeed, KnownService, Referral
-from icrs_referral.router import _key, routing_lock
+from icrs_referral.router import _key, capacity_locks, routing_lock
 from icrs_referral.service import expire_due
 from icrs_referral.situation import ACCEPTANCE_WINDOW, NEUTRAL, load_and_acceptance
 from icrs_shared.events import Envelope
@@ -590,3 +590,21 @@ async def test_a_routing_locks_every_capacity_of_the_category_before_choosing(
         assert await world.referrals(need) == []  # waiting for the far service's lock
     [made] = await world.wait_referrals(need, 1)
     assert made.service_id == near
+
+
+async def test_capacity_locks_are_taken_again_in_a_sessions_next_transaction(
+    referral: ReferralService,
+) -> None:
+    service = KnownService(
+        id=uuid.uuid4(),
+        organization_id=uuid.uuid4(),
+        category="health",
+        status="active",
+        maximum=2,
+        event_time=datetime.now(UTC),
+    )
+    async with referral.app.state.runtime.db.sessions() as session:
+        for _ in range(2):
+            async with session.begin():
+                assert await capacity_locks(session, [service])  # taken
+                assert not await capacity_locks(session, [service])  # held already

@@ -77,7 +77,12 @@ async def capacity_locks(session: AsyncSession, services: Iterable[KnownService]
     service appears or changes meanwhile.)"""
     if session.get_bind().dialect.name != "postgresql":
         return False
-    held: set[int] = session.sync_session.info.setdefault(_CAPACITY_LOCKS, set())
+    # The keys locked in this transaction (its locks end with it, the session may not).
+    transaction = session.sync_session.get_transaction()
+    known = session.sync_session.info.get(_CAPACITY_LOCKS)
+    if known is None or known[0] is not transaction:
+        known = session.sync_session.info[_CAPACITY_LOCKS] = (transaction, set())
+    held: set[int] = known[1]
     keys = sorted({_key("service", s.id) for s in services if s.maximum is not None} - held)
     for key in keys:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
