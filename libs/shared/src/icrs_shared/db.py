@@ -80,6 +80,18 @@ class Database:
             sync_session_class=self.session_class,
             info={_DATABASE: self},
         )
+        # Sessions whose statements each commit on their own (see `reading`); they share
+        # the pool, a connection's isolation level being reset when it returns.
+        self._reading = (
+            self.sessions
+            if self.is_sqlite
+            else async_sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+                sync_session_class=self.session_class,
+                info={_DATABASE: self},
+            )
+        )
         self._apart: AsyncEngine | None = None
 
     @property
@@ -93,14 +105,27 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for a read of one statement, outside any transaction on PostgreSQL
+        (autocommit): no BEGIN and no ROLLBACK, each a round trip of its own. Two of its
+        statements do not share a snapshot; never write through it. On SQLite, a plain
+        session."""
+        async with self._reading() as session:
+            yield session
+
+    @asynccontextmanager
     async def apart(self) -> AsyncIterator[AsyncSession]:
-        """A transaction of its own, committed on exit, for what must commit at once while
-        the caller's transaction goes on (a counter whose row lock must not be held until
-        the caller commits). Its connections come from a small pool of their own: callers
-        holding every connection of the main pool cannot leave it waiting for one."""
+        """A session outside the caller's transaction whose every statement commits at once
+        (autocommit: no BEGIN and COMMIT round trips), for what must not wait for the
+        caller's commit (a counter whose row lock must not be held until then). Each
+        statement is its own transaction: put what must be atomic in one statement. Its
+        connections come from a small pool of their own: callers holding every connection
+        of the main pool cannot leave it waiting for one."""
         if self._apart is None:
-            self._apart = create_async_engine(self.url, pool_size=2, max_overflow=0)
-        async with AsyncSession(self._apart, expire_on_commit=False) as session, session.begin():
+            self._apart = create_async_engine(
+                self.url, pool_size=2, max_overflow=0, isolation_level="AUTOCOMMIT"
+            )
+        async with AsyncSession(self._apart, expire_on_commit=False) as session:
             yield session
 
     async def ping(self) -> bool:

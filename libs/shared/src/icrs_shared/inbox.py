@@ -16,6 +16,10 @@ from .db import Database
 from .events import Envelope
 
 TransactionalHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+#: Whether a consumer has anything to do with an event, asked through a reading session
+#: (`Database.reading`) before any transaction: an event it has nothing to do with is
+#: acked without a transaction or an inbox row.
+Wanted = Callable[[AsyncSession, Envelope], Awaitable[bool]]
 
 
 class Inbox:
@@ -41,11 +45,21 @@ class Inbox:
 
 
 def once_per_event(
-    db: Database, inbox: Inbox, consumer: str, handler: TransactionalHandler
+    db: Database,
+    inbox: Inbox,
+    consumer: str,
+    handler: TransactionalHandler,
+    *,
+    wanted: Wanted | None = None,
 ) -> Handler:
-    """A bus handler that runs `handler` at most once per event id, in one transaction."""
+    """A bus handler that runs `handler` at most once per event id, in one transaction;
+    with `wanted`, only for the events it wants."""
 
     async def handle(envelope: Envelope) -> None:
+        if wanted is not None:
+            async with db.reading() as reading:
+                if not await wanted(reading, envelope):
+                    return
         async with db.transaction() as session:
             if await inbox.claim(session, consumer, envelope.id):
                 await handler(session, envelope)

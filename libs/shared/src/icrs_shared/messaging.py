@@ -13,7 +13,7 @@ from sqlalchemy import MetaData
 from .bus import Bus
 from .db import Database
 from .events import EventRegistry, platform_events
-from .inbox import Inbox, TransactionalHandler, once_per_event
+from .inbox import Inbox, TransactionalHandler, Wanted, once_per_event
 from .outbox import Outbox, OutboxRelay
 from .settings import Settings
 from .tables import messaging_tables
@@ -26,6 +26,7 @@ class Consumer:
     name: str
     bindings: tuple[str, ...]
     handler: TransactionalHandler
+    wanted: Wanted | None = None
 
 
 class Consumers:
@@ -35,10 +36,13 @@ class Consumers:
         self.items: list[Consumer] = []
 
     def on(
-        self, name: str, *bindings: str
+        self, name: str, *bindings: str, wanted: Wanted | None = None
     ) -> Callable[[TransactionalHandler], TransactionalHandler]:
+        """Register a handler of the events bound; with `wanted`, an event it has nothing
+        to do with (by a read outside any transaction) is acked untouched."""
+
         def register(handler: TransactionalHandler) -> TransactionalHandler:
-            self.items.append(Consumer(name, bindings, handler))
+            self.items.append(Consumer(name, bindings, handler, wanted))
             return handler
 
         return register
@@ -81,7 +85,7 @@ class Messaging:
 
     async def start(self) -> None:
         for c in self._consumers:
-            handler = once_per_event(self.db, self.inbox, c.name, c.handler)
+            handler = once_per_event(self.db, self.inbox, c.name, c.handler, wanted=c.wanted)
             await self.bus.subscribe(self.service, c.name, c.bindings, handler)
         await self.relay.start()
         self._janitor = asyncio.create_task(self._forget_old(), name=f"inbox:{self.service}")

@@ -174,5 +174,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_reading(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for a request that reads with one statement (`Database.reading`)."""
+    async with runtime_of(request).db.reading() as session:
+        yield session
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadingDep = Annotated[AsyncSession, Depends(get_reading)]

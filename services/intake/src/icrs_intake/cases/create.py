@@ -124,11 +124,11 @@ async def _case_numbers(
 ) -> list[str]:
     """`count` human case numbers of `year` (`<prefix>-<year>-<number>`), taken at once.
 
-    On PostgreSQL they are taken in a transaction of their own (`Database.apart`),
-    committed at once: the year's counter row is then locked for one statement, not for
-    the whole registration, and registrations run side by side. A registration that fails
-    after this leaves its numbers unused (a gap, as a sequence would). SQLite has one
-    writer at a time anyway."""
+    On PostgreSQL they are taken by one statement that commits at once (`Database.apart`):
+    the year's counter row is then locked for that statement, not for the whole
+    registration, and registrations run side by side. A registration that fails after
+    this leaves its numbers unused (a gap, as a sequence would). SQLite has one writer at
+    a time anyway."""
     dialect = session.get_bind().dialect.name
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     last = col(CaseCounter.last)
