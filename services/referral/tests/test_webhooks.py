@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.applications import Starlette
@@ -37,6 +38,7 @@ from icrs_referral.webhooks.state import start_webhooks, stop_webhooks
 from icrs_shared.bus import RabbitBus
 from icrs_shared.events import Envelope
 from icrs_shared.events.catalog import ReferralEvent, ReferralUnmatched
+from icrs_shared.inbox import Wanted
 from icrs_shared.messaging import Consumers
 from icrs_shared.runtime import ServiceSpec, build_app
 from icrs_shared.testing import eventually, record
@@ -133,6 +135,8 @@ class Service:
     client: httpx.AsyncClient
     issuer: TestIssuer
     bus: RabbitBus
+    #: Event id -> whether the webhooks consumer wanted it, once it was asked.
+    asked: dict[uuid.UUID, bool]
 
     def headers(self, org: uuid.UUID, *scopes: str) -> dict[str, str]:
         return self.issuer.headers(*(scopes or ("referrals:respond",)), organization_id=org)
@@ -168,13 +172,17 @@ def _with(items: tuple[Any, ...] | Any, extra: Any) -> tuple[Any, ...]:
     return items if any(i is extra for i in items) else (*items, extra)
 
 
-def with_webhooks(spec: ServiceSpec) -> ServiceSpec:
-    """The referral service with its webhooks, whether or not the app wires them yet."""
+def with_webhooks(spec: ServiceSpec, asked: dict[uuid.UUID, bool] | None = None) -> ServiceSpec:
+    """The referral service with its webhooks, whether or not the app wires them yet; with
+    `asked`, what the webhooks consumer answered when asked whether it wants an event."""
+    ours = {item.name for item in webhook_consumers.items}
     consumers = Consumers()
-    consumers.items.extend(spec.consumers.items if spec.consumers is not None else [])
+    if spec.consumers is not None:
+        consumers.items.extend(i for i in spec.consumers.items if i.name not in ours)
     for item in webhook_consumers.items:
-        if item not in consumers.items:
-            consumers.items.append(item)
+        if asked is not None and item.wanted is not None:
+            item = dataclasses.replace(item, wanted=_recorded(item.wanted, asked))
+        consumers.items.append(item)
     return dataclasses.replace(
         spec,
         routers=_with(spec.routers, webhooks_router),
@@ -182,6 +190,15 @@ def with_webhooks(spec: ServiceSpec) -> ServiceSpec:
         on_start=_with(spec.on_start, start_webhooks),
         on_stop=_with(spec.on_stop, stop_webhooks),
     )
+
+
+def _recorded(wanted: Wanted, asked: dict[uuid.UUID, bool]) -> Wanted:
+    async def recording(session: AsyncSession, envelope: Envelope) -> bool:
+        answer = await wanted(session, envelope)
+        asked[envelope.id] = answer
+        return answer
+
+    return recording
 
 
 @pytest.fixture
@@ -200,11 +217,12 @@ async def service(
     settings = ReferralSettings(
         database_url=postgres_url, data_dir=tmp_path, public_url=issuer.issuer
     )
-    app = build_app(with_webhooks(SPEC), settings, rabbit_bus, jwks=issuer.jwks())
+    asked: dict[uuid.UUID, bool] = {}
+    app = build_app(with_webhooks(SPEC, asked), settings, rabbit_bus, jwks=issuer.jwks())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://referral") as client:
-            yield Service(app, client, issuer, rabbit_bus)
+            yield Service(app, client, issuer, rabbit_bus, asked)
 
 
 async def handled(service: Service, event: Envelope) -> bool:
@@ -299,15 +317,21 @@ async def test_a_webhook_gets_only_the_event_types_it_asked_for(
             reasons=["no-service-in-area"],
         ).model_dump(mode="json"),
     )
-    events = [referral_event("created"), referral_event("accepted"), unmatched]
+    created = referral_event("created")
+    events = [created, referral_event("accepted"), unmatched]
 
     for event in events:  # one after another: the consumer handles events concurrently
         await service.bus.publish([event])
-        await eventually(lambda e=event: handled(service, e))
+        await eventually(lambda e=event: e.id in service.asked)
+        if service.asked[event.id]:
+            await eventually(lambda e=event: handled(service, e))
     await eventually(lambda: len(receiver.at("some")) == 2)
 
     got = {r.payload["type"] for r in receiver.at("some")}
     assert got == {"icrs.referral.accepted", "icrs.referral.unmatched"}
+    # The event no webhook wanted was acked with nothing written, not even an inbox row.
+    assert service.asked[created.id] is False
+    assert not await handled(service, created)
     # Newest first, a page at a time.
     r = await service.client.get(
         f"/v1/webhooks/{hook['id']}/deliveries",
@@ -416,7 +440,8 @@ async def test_a_receiver_that_stays_down_fails_deliveries_then_is_disabled(
     # A disabled webhook gets no new deliveries, until it is enabled again.
     third = referral_event()
     await service.bus.publish([third])
-    await eventually(lambda: handled(service, third))
+    await eventually(lambda: third.id in service.asked)
+    assert service.asked[third.id] is False
     assert len(await service.deliveries(PROVIDER, hook["id"])) == 2
     r = await service.client.post(
         f"/v1/webhooks/{hook['id']}/enable", headers=service.headers(PROVIDER)

@@ -159,12 +159,37 @@ async def get_delivery(
     return delivery, list((await session.execute(query)).scalars().all())
 
 
+async def wanted(session: AsyncSession, envelope: Envelope) -> bool:
+    """Whether an enabled webhook wants `envelope` (most events have none)."""
+    return bool(await _subscribed(session, envelope))
+
+
 async def enqueue(*, session: AsyncSession, envelope: Envelope) -> int:
     """One pending delivery of `envelope` per enabled webhook that wants it, of the
     provider's organization and of the requester's; how many."""
+    webhooks = await _subscribed(session, envelope)
+    event_type, payload, now = envelope.routing_key, envelope.to_json().decode(), _now()
+    for webhook in webhooks:
+        session.add(
+            WebhookDelivery(
+                webhook_id=webhook.id,
+                event_id=envelope.id,
+                event_type=event_type,
+                payload=payload,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    if webhooks:
+        session.sync_session.info[WAKE_KEY] = True
+    return len(webhooks)
+
+
+async def _subscribed(session: AsyncSession, envelope: Envelope) -> list[Webhook]:
+    """The enabled webhooks of the event's organizations that take its type."""
     organizations = _organizations(envelope)
     if not organizations:
-        return 0
+        return []
     webhooks = (
         await session.execute(
             select(Webhook).where(
@@ -173,24 +198,10 @@ async def enqueue(*, session: AsyncSession, envelope: Envelope) -> int:
             )
         )
     ).scalars()
-    event_type, payload, now = envelope.routing_key, envelope.to_json().decode(), _now()
-    count = 0
-    for webhook in webhooks:
-        if ALL_REFERRAL_EVENTS in webhook.event_types or event_type in webhook.event_types:
-            session.add(
-                WebhookDelivery(
-                    webhook_id=webhook.id,
-                    event_id=envelope.id,
-                    event_type=event_type,
-                    payload=payload,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
-            count += 1
-    if count:
-        session.sync_session.info[WAKE_KEY] = True
-    return count
+    event_type = envelope.routing_key
+    return [
+        w for w in webhooks if ALL_REFERRAL_EVENTS in w.event_types or event_type in w.event_types
+    ]
 
 
 def _organizations(envelope: Envelope) -> set[uuid.UUID]:
