@@ -9,13 +9,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from icrs_shared.auth import Caller, organization_of, require_any_scope, require_scopes
 from icrs_shared.errors import FieldError, Forbidden, Invalid
 from icrs_shared.http import etag, require_if_match, set_etag
 from icrs_shared.pagination import Cursor, Limit, Page, decode_keyset, encode_keyset
-from icrs_shared.runtime import RuntimeDep, SessionDep
+from icrs_shared.runtime import ReadingDep, RuntimeDep, SessionDep
 from icrs_shared.times import Instant
 
 from . import service
@@ -70,7 +71,7 @@ Listing = Annotated[_Listing, Depends(_listing)]
 
 
 async def _page(
-    session: SessionDep, listing: _Listing, party: ColumnElement[bool]
+    session: AsyncSession, listing: _Listing, party: ColumnElement[bool]
 ) -> Page[ReferralOut]:
     """The referrals `party` selects, oldest change first, so that polling with
     `updated_after` misses nothing."""
@@ -107,13 +108,13 @@ async def _page(
     description="Referrals to the caller's organization's services, oldest change first; "
     "poll with `updated_after` or follow `next_cursor`.",
 )
-async def inbox(caller: Provider, session: SessionDep, listing: Listing) -> Page[ReferralOut]:
+async def inbox(caller: Provider, session: ReadingDep, listing: Listing) -> Page[ReferralOut]:
     party = col(Referral.organization_id) == organization_of(caller)
     return await _page(session, listing, party)
 
 
 @router.get("", summary="Referrals of the organization's cases")
-async def requested(caller: Requester, session: SessionDep, listing: Listing) -> Page[ReferralOut]:
+async def requested(caller: Requester, session: ReadingDep, listing: Listing) -> Page[ReferralOut]:
     party = col(Referral.requester_organization_id) == organization_of(caller)
     return await _page(session, listing, party)
 
@@ -183,17 +184,14 @@ async def change_status(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> ReferralOut:
-    visible = await service.get_visible(session, referral_id, caller)
-    # Before the referral's row lock, as every router does. A move to a live status routes
-    # nothing; a rejection routes its need again (its case only); any other end frees a
-    # place, which may route any case.
+    # The routing lock comes before the referral's row lock, as every router takes them.
+    # A move to a live status routes nothing; a rejection routes its need again (its case
+    # only); any other end frees a place, which may route any case.
     if body.status not in LIVE:
+        visible = await service.get_visible(session, referral_id, caller)
         rerouted = body.status in ("rejected", "expired")
         await routing_lock(session, case_id=visible.case_id if rerouted else None)
-    referral = await session.get(
-        Referral, referral_id, with_for_update=True, populate_existing=True
-    )
-    assert referral is not None
+    referral = await service.get_visible(session, referral_id, caller, for_update=True)
     if request.headers.get("if-match") is not None:
         require_if_match(request, etag(referral.id, referral.version))
     sides = service.side(caller, referral)

@@ -54,10 +54,15 @@ def side(caller: Caller, referral: Referral) -> set[str]:
     return sides
 
 
-async def get_visible(session: AsyncSession, referral_id: uuid.UUID, caller: Caller) -> Referral:
-    """A referral of the caller's organization as provider or requester; 404 otherwise."""
+async def get_visible(
+    session: AsyncSession, referral_id: uuid.UUID, caller: Caller, *, for_update: bool = False
+) -> Referral:
+    """A referral of the caller's organization as provider or requester; 404 otherwise.
+    `for_update` locks its row until the transaction ends, and reads it again."""
     org = organization_of(caller)
-    referral = await session.get(Referral, referral_id)
+    referral = await session.get(
+        Referral, referral_id, with_for_update=for_update, populate_existing=for_update
+    )
     if referral is None or org not in (
         referral.organization_id,
         referral.requester_organization_id,
