@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -41,8 +41,6 @@ _CODE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 #: later stage wins.
 _STAGE = {"requested": 0, "received": 1, "accepted": 2, "in-progress": 3, "on-hold": 3}
 _LAST_STAGE = 4
-#: FOR NO KEY UPDATE: serializes writers of a row without blocking rows that refer to it.
-_NO_KEY_UPDATE = {"key_share": True}
 
 
 @functools.cache
@@ -80,13 +78,12 @@ async def _moved(session: AsyncSession, envelope: Envelope, event: ReferralEvent
         return
     # Need first, then referral: every handler locks in this order.
     case, need = found
-    link = await session.get(ReferralLink, event.referral_id, with_for_update=_NO_KEY_UPDATE)
+    link, links = await _link_and_need_links(session, event.referral_id, need)
     if link is not None and link.case_id != case.id:
         log.warning("referral event names another case than before", extra=_ids(envelope))
         return
     if link is not None and not _newer(envelope.time, event.status, link.event_time, link.status):
         return
-    links = await _links(session, need)
     before = _item(need, links)
     values: dict[str, Any] = {
         "case_id": case.id,
@@ -160,6 +157,28 @@ async def _case_and_need(
 
 async def _links(session: AsyncSession, need: Need | None) -> list[ReferralLink]:
     return [] if need is None else await plans.need_links(session=session, need=need)
+
+
+async def _link_and_need_links(
+    session: AsyncSession, referral_id: uuid.UUID, need: Need | None
+) -> tuple[ReferralLink | None, list[ReferralLink]]:
+    """The referral's link, locked, and the need's links (the need is locked already),
+    in one query."""
+    # FOR NO KEY UPDATE: serializes writers of a row without blocking rows that refer to it.
+    query = select(ReferralLink).with_for_update(key_share=True)
+    if need is None:
+        query = query.where(col(ReferralLink.referral_id) == referral_id)
+    else:
+        query = query.where(
+            or_(
+                col(ReferralLink.referral_id) == referral_id,
+                col(ReferralLink.need_id) == need.id,
+            )
+        )
+    found = (await session.execute(query)).scalars().all()
+    link = next((f for f in found if f.referral_id == referral_id), None)
+    links = [] if need is None else [f for f in found if f.need_id == need.id]
+    return link, links
 
 
 def _item(need: Need | None, links: list[ReferralLink]) -> PlanItemOut | None:
