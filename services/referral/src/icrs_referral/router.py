@@ -55,14 +55,21 @@ async def routing_lock(session: AsyncSession, *, case_id: uuid.UUID | None = Non
         return
     if case_id is None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ROUTING_LOCK})
+        _held(session).add(_ROUTING_LOCK)
         return
+    case = _key("case", case_id)
     await session.execute(
         text("SELECT pg_advisory_xact_lock_shared(:k), pg_advisory_xact_lock(:c)"),
-        {"k": _ROUTING_LOCK, "c": _key("case", case_id)},
+        {"k": _ROUTING_LOCK, "c": case},
     )
+    _held(session).add(case)
 
 
-_CAPACITY_LOCKS = "icrs.referral.capacity_locks"
+def routes_alone(session: AsyncSession, case_id: uuid.UUID | None = None) -> bool:
+    """Whether this transaction holds the routing lock alone, or `case_id`'s lock: no
+    other routing then writes what it reads (of that case)."""
+    held = _held(session)
+    return _ROUTING_LOCK in held or (case_id is not None and _key("case", case_id) in held)
 
 
 async def capacity_locks(session: AsyncSession, services: Iterable[KnownService]) -> bool:
@@ -77,17 +84,26 @@ async def capacity_locks(session: AsyncSession, services: Iterable[KnownService]
     service appears or changes meanwhile.)"""
     if session.get_bind().dialect.name != "postgresql":
         return False
-    # The keys locked in this transaction (its locks end with it, the session may not).
-    transaction = session.sync_session.get_transaction()
-    known = session.sync_session.info.get(_CAPACITY_LOCKS)
-    if known is None or known[0] is not transaction:
-        known = session.sync_session.info[_CAPACITY_LOCKS] = (transaction, set())
-    held: set[int] = known[1]
+    held = _held(session)
     keys = sorted({_key("service", s.id) for s in services if s.maximum is not None} - held)
     for key in keys:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
         held.add(key)
     return bool(keys)
+
+
+_HELD = "icrs.referral.held_locks"
+
+
+def _held(session: AsyncSession) -> set[int]:
+    """The keys of the advisory locks taken in the session's current transaction (its
+    locks end with it, the session may go on)."""
+    transaction = session.sync_session.get_transaction()
+    known = session.sync_session.info.get(_HELD)
+    if known is None or known[0] is not transaction:
+        known = session.sync_session.info[_HELD] = (transaction, set())
+    held: set[int] = known[1]
+    return held
 
 
 def referral_event(referral: Referral) -> ReferralEvent:

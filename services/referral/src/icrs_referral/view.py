@@ -28,15 +28,19 @@ from icrs_shared.events.catalog import (
 )
 
 from .models import KnownCase, KnownConsent, KnownNeed, KnownOrganization, KnownService
+from .router import routes_alone
 
 M = TypeVar("M", bound=SQLModel)
 
 
-async def _locked(session: AsyncSession, model: type[M], key: uuid.UUID) -> M | None:
+async def _locked(
+    session: AsyncSession, model: type[M], key: uuid.UUID, *, case_id: uuid.UUID | None = None
+) -> M | None:
     """The row of `key`, with the entity locked until the transaction ends, whether or not
     it has a row yet: two events about a new entity then apply one after the other
-    instead of both inserting it."""
-    if session.get_bind().dialect.name == "postgresql":
+    instead of both inserting it. A routing lock that the transaction holds alone, or
+    holds for the entity's case (`case_id`), locks it already."""
+    if session.get_bind().dialect.name == "postgresql" and not routes_alone(session, case_id):
         digest = hashlib.sha256(f"{model.__name__}:{key}".encode()).digest()
         lock = int.from_bytes(digest[:8], "big", signed=True)
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
@@ -86,7 +90,7 @@ async def service(session: AsyncSession, envelope: Envelope) -> None:
 async def case(session: AsyncSession, envelope: Envelope) -> None:
     if envelope.type == "icrs.case.erased":
         erased = CaseErased.model_validate(envelope.data)
-        row = await _locked(session, KnownCase, erased.case_id)
+        row = await _locked(session, KnownCase, erased.case_id, case_id=erased.case_id)
         row = row or KnownCase(id=erased.case_id, organization_id=erased.organization_id)
         row.status, row.event_time = "erased", max(row.event_time, envelope.time)
         session.add(row)
@@ -94,7 +98,7 @@ async def case(session: AsyncSession, envelope: Envelope) -> None:
     if envelope.type == "icrs.case.accessed":
         return
     data = CaseEvent.model_validate(envelope.data)
-    row = await _locked(session, KnownCase, data.case_id)
+    row = await _locked(session, KnownCase, data.case_id, case_id=data.case_id)
     if row is not None and (
         row.status == "erased" or (row.version, row.event_time) >= (data.version, envelope.time)
     ):
@@ -111,7 +115,7 @@ async def case(session: AsyncSession, envelope: Envelope) -> None:
 
 async def consent(session: AsyncSession, envelope: Envelope) -> None:
     data = ConsentEvent.model_validate(envelope.data)
-    row = await _locked(session, KnownConsent, data.consent_id)
+    row = await _locked(session, KnownConsent, data.consent_id, case_id=data.case_id)
     withdrawn = envelope.type == "icrs.consent.withdrawn" or data.status == "withdrawn"
     if row is not None and (row.withdrawn or not withdrawn):
         return  # granted once is all a grant says; withdrawn is final
@@ -130,7 +134,7 @@ async def needs(session: AsyncSession, envelope: Envelope) -> list[KnownNeed]:
     data = NeedsAssessed.model_validate(envelope.data)
     added = []
     for need in data.needs:
-        if await _locked(session, KnownNeed, need.need_id) is not None:
+        if await _locked(session, KnownNeed, need.need_id, case_id=data.case_id) is not None:
             continue
         row = KnownNeed(
             id=need.need_id,
