@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, select, text
 from sqlmodel import col
 
-from icrs_referral.models import KnownNeed, KnownService, Referral
+from icrs_referral import view
+from icrs_referral.models import KnownCase, KnownNeed, KnownService, Referral
 from icrs_referral.router import _key, capacity_locks, routing_lock
 from icrs_referral.service import expire_due
 from icrs_referral.situation import ACCEPTANCE_WINDOW, NEUTRAL, load_and_acceptance
@@ -608,3 +609,37 @@ async def test_capacity_locks_are_taken_again_in_a_sessions_next_transaction(
             async with session.begin():
                 assert await capacity_locks(session, [service])  # taken
                 assert not await capacity_locks(session, [service])  # held already
+
+
+async def test_a_view_entity_is_locked_once_under_the_routing_lock(
+    referral: ReferralService,
+) -> None:
+    """An event's entity takes an advisory lock of its own unless the transaction holds
+    the routing lock alone or the lock of the entity's case, which keep it apart already."""
+    db = referral.app.state.runtime.db
+    case_id, other = uuid.uuid4(), uuid.uuid4()
+
+    async def advisory_locks(session: Any) -> int:
+        query = text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+        return int((await session.execute(query)).scalar_one())
+
+    async with db.transaction() as session:
+        await view._locked(session, KnownCase, case_id, case_id=case_id)
+        assert await advisory_locks(session) == 1
+    async with db.transaction() as session:
+        await routing_lock(session, case_id=case_id)
+        assert await advisory_locks(session) == 2  # the routing lock shared, the case's
+        await view._locked(session, KnownCase, case_id, case_id=case_id)
+        assert await advisory_locks(session) == 2
+        await view._locked(session, KnownCase, other, case_id=other)
+        assert await advisory_locks(session) == 3
+    async with db.transaction() as session:
+        await routing_lock(session)
+        await view._locked(session, KnownService, uuid.uuid4())
+        await view._locked(session, KnownCase, other, case_id=other)
+        assert await advisory_locks(session) == 1
+    async with db.transaction() as session:  # a new transaction holds nothing
+        await view._locked(session, KnownService, uuid.uuid4())
+        assert await advisory_locks(session) == 1
