@@ -24,13 +24,13 @@ async def own_transactions(session: AsyncSession) -> bool:
     return bool((await session.execute(TRANSACTION_ID)).scalar_one() != first)
 
 
-async def test_a_reading_session_runs_each_statement_in_a_transaction_of_its_own(
+async def test_an_at_once_session_runs_each_statement_in_a_transaction_of_its_own(
     db: Database,
 ) -> None:
-    async with db.reading() as session:
+    async with db.at_once() as session:
         assert await own_transactions(session)
     # A plain session's statements share the transaction its first one began: the
-    # reading session's connection went back to the pool in its default mode.
+    # at-once session's connection went back to the pool in its default mode.
     async with db.sessions() as session:
         assert not await own_transactions(session)
     async with db.transaction() as session:
@@ -47,11 +47,11 @@ async def test_apart_commits_each_statement_while_the_callers_transaction_goes_o
             await own.execute(effects.insert().values(event_id="-", note=note))
             assert await own_transactions(own)
         # Committed already: another connection sees it before the caller commits.
-        async with db.reading() as other:
+        async with db.at_once() as other:
             seen = await other.execute(select(func.count()).where(effects.c.note == note))
             assert seen.scalar_one() == 1
         await caller.rollback()
-    async with db.reading() as other:
+    async with db.at_once() as other:
         seen = await other.execute(select(func.count()).where(effects.c.note == note))
         assert seen.scalar_one() == 1
 
@@ -83,7 +83,7 @@ async def test_an_event_a_consumer_does_not_want_leaves_no_inbox_row(db: Databas
 
     assert asked == [unwanted.id, wanted_one.id, unwanted.id, wanted_one.id]
     assert handled == [wanted_one.id]  # the second delivery of it found its inbox row
-    async with db.reading() as session:
+    async with db.at_once() as session:
         rows = await session.execute(
             select(inbox_table.c.event_id).where(inbox_table.c.consumer == consumer)
         )

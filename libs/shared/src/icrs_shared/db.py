@@ -80,17 +80,13 @@ class Database:
             sync_session_class=self.session_class,
             info={_DATABASE: self},
         )
-        # Sessions whose statements each commit on their own (see `reading`); they share
+        # Sessions whose statements each commit on their own (see `at_once`); they share
         # the pool, a connection's isolation level being reset when it returns.
-        self._reading = (
-            self.sessions
-            if self.is_sqlite
-            else async_sessionmaker(
-                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                expire_on_commit=False,
-                sync_session_class=self.session_class,
-                info={_DATABASE: self},
-            )
+        self._autocommit = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+            sync_session_class=self.session_class,
+            info={_DATABASE: self},
         )
         self._apart: AsyncEngine | None = None
 
@@ -105,12 +101,16 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for a read of one statement, outside any transaction on PostgreSQL
-        (autocommit): no BEGIN and no ROLLBACK, each a round trip of its own. Two of its
-        statements do not share a snapshot; never write through it. On SQLite, a plain
-        session."""
-        async with self._reading() as session:
+    async def at_once(self) -> AsyncIterator[AsyncSession]:
+        """A session whose every statement commits on its own: on PostgreSQL, autocommit,
+        with no BEGIN, COMMIT or ROLLBACK round trips. For a read of one statement, or a
+        write that is one statement: two statements share no snapshot and are not atomic
+        together. On SQLite (one process), one transaction committed on exit."""
+        if self.is_sqlite:
+            async with self.transaction() as session:
+                yield session
+            return
+        async with self._autocommit() as session:
             yield session
 
     @asynccontextmanager

@@ -16,9 +16,9 @@ from .db import Database
 from .events import Envelope
 
 TransactionalHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
-#: Whether a consumer has anything to do with an event, asked through a reading session
-#: (`Database.reading`) before any transaction: an event it has nothing to do with is
-#: acked without a transaction or an inbox row.
+#: Whether a consumer has anything to do with an event, asked before any transaction
+#: through a `Database.at_once` session: an event it has nothing to do with is acked
+#: without a transaction or an inbox row.
 Wanted = Callable[[AsyncSession, Envelope], Awaitable[bool]]
 
 
@@ -57,8 +57,8 @@ def once_per_event(
 
     async def handle(envelope: Envelope) -> None:
         if wanted is not None:
-            async with db.reading() as reading:
-                if not await wanted(reading, envelope):
+            async with db.at_once() as session:
+                if not await wanted(session, envelope):
                     return
         async with db.transaction() as session:
             if await inbox.claim(session, consumer, envelope.id):

@@ -175,8 +175,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 async def get_reading(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for a request that reads with one statement (`Database.reading`)."""
-    async with runtime_of(request).db.reading() as session:
+    """A session for a request that reads with one statement (`Database.at_once`)."""
+    async with runtime_of(request).db.at_once() as session:
         yield session
 
 
