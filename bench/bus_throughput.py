@@ -114,7 +114,9 @@ async def platform_path(n: int, batch: int) -> dict[str, float]:
 
         handler = once_per_event(db, Inbox(inbox_table), "bench", effect)
         await bus.subscribe("bench", "sink", ["case.*"], handler)
-        relay = OutboxRelay(db, outbox_table, bus, batch_size=batch, poll_interval=0.05)
+        relay = OutboxRelay(
+            db, outbox_table, bus, batch_size=batch, poll_interval=0.05, sweep_after=0
+        )
         start = time.perf_counter()
         await relay.start()
         await done.wait()

@@ -7,14 +7,16 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from icrs_shared.bus import BusUnavailable, PublishError, RabbitBus
 from icrs_shared.db import Database
 from icrs_shared.events import Envelope, platform_events
 from icrs_shared.events.catalog import CaseErased
 from icrs_shared.outbox import Outbox, OutboxRelay
+from icrs_shared.testing import eventually
 
 from .conftest import outbox_table
 
@@ -68,7 +70,7 @@ def test_emit_checks_the_payload_schema_of_its_type() -> None:
 async def test_two_replicas_publish_each_event_exactly_once(db: Database) -> None:
     ids = await add_events(db, 500)
     bus = CountingBus()
-    relays = [OutboxRelay(db, outbox_table, bus, batch_size=25) for _ in range(2)]
+    relays = [OutboxRelay(db, outbox_table, bus, batch_size=25, sweep_after=0) for _ in range(2)]
 
     async def drain(relay: OutboxRelay) -> int:
         total = 0
@@ -95,7 +97,7 @@ async def test_a_batch_is_published_in_the_order_it_was_written(db: Database) ->
         await publish(envelopes)
 
     bus.publish = recording  # type: ignore[method-assign]
-    relay = OutboxRelay(db, outbox_table, bus, batch_size=25)
+    relay = OutboxRelay(db, outbox_table, bus, batch_size=25, sweep_after=0)
     while await relay.relay_once():
         pass
     assert order == ids
@@ -106,7 +108,7 @@ async def test_events_wait_while_the_bus_is_down_and_partial_confirms_are_kept(
 ) -> None:
     ids = await add_events(db, 10)
     bus = CountingBus()
-    relay = OutboxRelay(db, outbox_table, bus, poll_interval=0.05)
+    relay = OutboxRelay(db, outbox_table, bus, poll_interval=0.05, sweep_after=0.1)
     bus.down = True
     await relay.start()
     try:
@@ -167,3 +169,118 @@ async def test_events_waiting_for_a_consumer_flow_soon_after_it_starts(
         await consumer.delete_topology()
         await consumer.close()
         await publisher.close()
+
+
+async def test_a_commit_hands_its_events_over_and_one_statement_marks_them_sent(
+    db: Database,
+) -> None:
+    """No sweep can publish them here (it waits a minute): the relay publishes what the
+    commit handed over, then marks it sent with one statement, no claim before."""
+    bus = CountingBus()
+    relay = OutboxRelay(db, outbox_table, bus, poll_interval=60, sweep_after=60)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    await relay.start()
+    try:
+        await asyncio.sleep(0.2)  # its first sweep, at start, is over
+        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            ids = await add_events(db, 3)
+            written = len(statements)  # one INSERT per event
+            await eventually(lambda: len(statements) > written, within=3)
+            await asyncio.sleep(0.2)
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        assert set(bus.published) == set(ids)
+        assert max(bus.published.values()) == 1
+        assert all(s.startswith("INSERT INTO outbox") for s in statements[:written])
+        [mark] = statements[written:]  # no claim: the events' ids, as handed over
+        assert mark.startswith("UPDATE outbox SET sent_at")
+        assert "WHERE outbox.event_id IN" in mark
+        assert await relay.pending() == 0
+    finally:
+        await relay.stop()
+
+
+async def test_a_sessions_rolled_back_events_are_not_handed_over(db: Database) -> None:
+    bus = CountingBus()
+    relay = OutboxRelay(db, outbox_table, bus, poll_interval=60, sweep_after=60)
+    box = outbox()
+    await relay.start()
+    try:
+        async with db.sessions() as session:
+            async with session.begin():
+                doomed = await box.emit(
+                    session,
+                    "icrs.case.erased",
+                    CaseErased(case_id=uuid.uuid4(), organization_id=uuid.uuid4()),
+                )
+                await session.rollback()
+            async with session.begin():
+                kept = await box.emit(
+                    session,
+                    "icrs.case.erased",
+                    CaseErased(case_id=uuid.uuid4(), organization_id=uuid.uuid4()),
+                )
+        await eventually(lambda: kept.id in bus.published)
+        await asyncio.sleep(0.2)
+        assert doomed.id not in bus.published
+        assert await relay.pending() == 0
+    finally:
+        await relay.stop()
+
+
+async def test_what_the_bus_refused_after_commit_is_swept_once_it_is_back(
+    db: Database,
+) -> None:
+    bus = CountingBus()
+    bus.down = True
+    relay = OutboxRelay(db, outbox_table, bus, poll_interval=0.05, sweep_after=0.3)
+    await relay.start()
+    try:
+        ids = await add_events(db, 5)
+        await asyncio.sleep(0.3)
+        assert await relay.pending() == 5  # handed over, refused, waiting in the table
+        bus.down = False
+        await eventually(lambda: set(bus.published) == set(ids), within=15)
+        assert max(bus.published.values()) == 1
+        await eventually(lambda: _pending_is(relay, 0))
+    finally:
+        await relay.stop()
+
+
+async def test_a_relay_that_fell_behind_leaves_what_waited_to_the_sweep_once(
+    db: Database,
+) -> None:
+    """Events handed over that waited longer than half of `sweep_after` are not published
+    from memory: the sweep publishes them, and nothing is published twice."""
+    bus = CountingBus()
+    gate = asyncio.Event()
+    publish = bus.publish
+
+    async def slow(envelopes: Sequence[Envelope]) -> None:
+        await gate.wait()
+        await publish(envelopes)
+
+    bus.publish = slow  # type: ignore[method-assign]
+    relay = OutboxRelay(db, outbox_table, bus, poll_interval=0.05, sweep_after=0.4)
+    await relay.start()
+    try:
+        first = await add_events(db, 2)
+        await asyncio.sleep(0.05)  # the relay is publishing the first commit's events
+        later = await add_events(db, 3)
+        await asyncio.sleep(0.5)  # the later ones waited past sweep_after / 2
+        gate.set()
+        await eventually(lambda: set(bus.published) == set(first + later), within=15)
+        await asyncio.sleep(0.3)
+        assert max(bus.published.values()) == 1
+        assert await relay.pending() == 0
+    finally:
+        await relay.stop()
+
+
+async def _pending_is(relay: OutboxRelay, expected: int) -> bool:
+    return await relay.pending() == expected

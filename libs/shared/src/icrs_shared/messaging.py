@@ -73,6 +73,7 @@ class Messaging:
             bus,
             batch_size=settings.outbox_batch_size,
             poll_interval=settings.outbox_poll_interval,
+            sweep_after=settings.outbox_sweep_after,
             retention=timedelta(hours=settings.outbox_retention_hours),
             name=service,
         )

@@ -1,7 +1,13 @@
 """The transactional outbox: events are written with the state change that caused them,
 and a relay publishes them with confirms, in batches, after commit.
 
-Several replicas may relay from one PostgreSQL database: each claims its batch with
+A commit hands its events to the relay of its process, which publishes them at once and
+marks them sent with one statement. Whatever was not published so (the process stopped
+first, the bus was away or did not confirm, the relay fell behind) is swept from the
+table once it is `sweep_after` seconds old, at every poll: an event is published at
+least once, and its consumers' inboxes make a second publication harmless.
+
+Several replicas may relay from one PostgreSQL database: each sweeps its batch with
 `FOR UPDATE SKIP LOCKED`. On SQLite (one process) the batch is read, published and
 marked in short transactions so that no write lock is held while publishing.
 """
@@ -11,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +38,8 @@ log = logging.getLogger(__name__)
 _PENDING_KEY = "icrs.outbox.pending"
 #: Seconds between tries while a consumer's queue does not exist yet.
 CONSUMERS_MISSING_WAIT = 0.5
+#: Events handed over by commits that a relay holds at most; the sweep takes the others.
+HANDED_LIMIT = 10_000
 
 
 class Outbox:
@@ -79,7 +89,8 @@ class Outbox:
                 for env in envelopes
             ],
         )
-        session.sync_session.info[_PENDING_KEY] = True
+        # Handed to the relay when the transaction commits, dropped if it rolls back.
+        session.sync_session.info.setdefault(_PENDING_KEY, []).extend(envelopes)
 
     async def emit(
         self,
@@ -97,7 +108,8 @@ class Outbox:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows; wakes on commit, polls otherwise."""
+    """Publishes committed outbox rows: those its process's commits hand over at once,
+    the others when they are `sweep_after` seconds old (polling every `poll_interval`)."""
 
     def __init__(
         self,
@@ -107,37 +119,53 @@ class OutboxRelay:
         *,
         batch_size: int = 200,
         poll_interval: float = 0.5,
+        sweep_after: float = 2.0,
         retention: timedelta = timedelta(days=7),
         name: str = "outbox",
     ) -> None:
         self.db, self.table, self.bus = db, table, bus
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.sweep_after = sweep_after
         self.retention = retention
         self.name = name
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_cleanup = datetime.min.replace(tzinfo=UTC)
+        self._last_sweep = float("-inf")
         self._listener_target = db.session_class
+        #: (when handed over, event), in commit order.
+        self._handed: deque[tuple[float, Envelope]] = deque()
         self.published = 0
 
     def wake(self) -> None:
         self._wake.set()
 
     def _after_commit(self, session: Session) -> None:
-        if session.info.pop(_PENDING_KEY, False):
-            self._wake.set()
+        envelopes = session.info.pop(_PENDING_KEY, None)
+        if not envelopes:
+            return
+        if len(self._handed) + len(envelopes) <= HANDED_LIMIT:
+            now = time.monotonic()
+            self._handed.extend((now, env) for env in envelopes)
+        self._wake.set()
+
+    def _after_rollback(self, session: Session) -> None:
+        session.info.pop(_PENDING_KEY, None)
 
     async def start(self) -> None:
         event.listen(self._listener_target, "after_commit", self._after_commit)
+        event.listen(self._listener_target, "after_rollback", self._after_rollback)
         self._task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
 
     async def stop(self) -> None:
         event.remove(self._listener_target, "after_commit", self._after_commit)
+        event.remove(self._listener_target, "after_rollback", self._after_rollback)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        self._handed.clear()
 
     async def _run(self) -> None:
         backoff = 0.0
@@ -156,6 +184,7 @@ class OutboxRelay:
                 sent = 0
             except (BusUnavailable, PublishError) as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
+                self._handed.clear()  # they wait in the table for the sweep
                 log.warning(
                     "outbox events wait: the bus did not confirm them",
                     extra={"relay": self.name, "error_type": type(exc).__name__},
@@ -163,6 +192,7 @@ class OutboxRelay:
                 sent = 0
             except Exception as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
+                self._handed.clear()
                 log.exception(
                     "outbox relay error",
                     extra={"relay": self.name, "error_type": type(exc).__name__},
@@ -171,7 +201,7 @@ class OutboxRelay:
             if backoff:
                 await asyncio.sleep(backoff)
                 continue
-            if sent >= self.batch_size:
+            if sent >= self.batch_size or self._handed:
                 continue
             await self._maybe_cleanup()
             with contextlib.suppress(TimeoutError):
@@ -179,16 +209,52 @@ class OutboxRelay:
             self._wake.clear()
 
     async def relay_once(self) -> int:
-        """Publish one batch; return how many rows were marked sent."""
+        """Publish a batch of what commits handed over; sweep the table when nothing was,
+        or at least every poll interval. Return how many events were marked sent."""
+        sent = await self._relay_handed()
+        now = time.monotonic()
+        if sent and now - self._last_sweep < self.poll_interval:
+            return sent
+        self._last_sweep = now
         if self.db.is_sqlite:
-            return await self._relay_sqlite()
-        return await self._relay_locked()
+            return sent + await self._relay_sqlite()
+        return sent + await self._relay_locked()
+
+    async def _relay_handed(self) -> int:
+        """Publish the oldest handed-over events, then mark the confirmed ones sent with
+        one statement. Events handed over more than half of `sweep_after` ago are left to
+        the sweep, so that a relay that fell behind and the sweep of another replica do
+        not both publish them."""
+        oldest = time.monotonic() - self.sweep_after / 2
+        batch: list[tuple[float, Envelope]] = []
+        while self._handed and len(batch) < self.batch_size:
+            handed = self._handed.popleft()
+            if handed[0] >= oldest:
+                batch.append(handed)
+        if not batch:
+            return 0
+        try:
+            confirmed = await self._publish_envelopes([env for _, env in batch])
+        except ConsumersMissing:
+            self._handed.extendleft(reversed(batch))  # to try again soon
+            raise
+        t = self.table
+        async with self.db.at_once() as session:
+            await session.execute(
+                update(t)
+                .where(t.c.event_id.in_(confirmed), t.c.sent_at.is_(None))
+                .values(sent_at=datetime.now(UTC))
+            )
+        self.published += len(confirmed)
+        return len(confirmed)
 
     def _pending(self) -> Any:
+        """The oldest unsent rows old enough to sweep."""
         t = self.table
+        swept = datetime.now(UTC) - timedelta(seconds=self.sweep_after)
         return (
             select(t.c.id, t.c.event_id, t.c.body)
-            .where(t.c.sent_at.is_(None))
+            .where(t.c.sent_at.is_(None), t.c.created_at <= swept)
             .order_by(t.c.id)
             .limit(self.batch_size)
         )
@@ -231,7 +297,10 @@ class OutboxRelay:
         return len(confirmed)
 
     async def _publish(self, rows: Sequence[Any]) -> set[uuid.UUID]:
-        envelopes = [Envelope.from_json(r.body) for r in rows]
+        return await self._publish_envelopes([Envelope.from_json(r.body) for r in rows])
+
+    async def _publish_envelopes(self, envelopes: list[Envelope]) -> set[uuid.UUID]:
+        """The ids of `envelopes` the bus confirmed; raises when it confirmed none."""
         try:
             await self.bus.publish(envelopes)
         except PublishError as exc:

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     outbox_poll_interval: float = Field(
         default=0.5, gt=0, description="Seconds between outbox polls when nothing wakes it."
     )
+    outbox_sweep_after: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds after which an unsent outbox event is published by the sweep "
+        "(a commit hands its events to the relay at once; the sweep takes what was left).",
+    )
     outbox_retention_hours: float = Field(
         default=168, gt=0, description="How long sent outbox rows are kept before deletion."
     )
