@@ -284,3 +284,27 @@ async def test_a_relay_that_fell_behind_leaves_what_waited_to_the_sweep_once(
 
 async def _pending_is(relay: OutboxRelay, expected: int) -> bool:
     return await relay.pending() == expected
+
+
+async def test_an_idle_poll_only_asks_whether_anything_is_left_to_sweep(db: Database) -> None:
+    bus = CountingBus()
+    relay = OutboxRelay(db, outbox_table, bus, poll_interval=0.05, sweep_after=60)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    await add_events(db, 2)  # not old enough to sweep
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    await relay.start()
+    try:
+        await asyncio.sleep(0.5)
+    finally:
+        await relay.stop()
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    # Its clean-up of old sent rows at start aside, each poll was one question, no claim.
+    polls = [s for s in statements if not s.startswith("DELETE FROM outbox")]
+    assert len(polls) >= 3
+    assert all(s.startswith("SELECT outbox.id") for s in polls), polls
+    assert not bus.published
+    assert await relay.pending() == 2

@@ -262,9 +262,14 @@ class OutboxRelay:
     async def _relay_locked(self) -> int:
         """Claim a batch and mark it sent in one statement, publish, commit: a batch the
         broker does not confirm is rolled back (or, for the rows it did not confirm, put
-        back with one more attempt)."""
+        back with one more attempt). Whether there is anything to sweep is asked first
+        outside a transaction: an idle poll is one round trip."""
         t = self.table
-        claimed = self._pending().with_for_update(skip_locked=True).with_only_columns(t.c.id)
+        pending = self._pending()
+        async with self.db.at_once() as session:
+            if (await session.execute(pending.with_only_columns(t.c.id).limit(1))).first() is None:
+                return 0
+        claimed = pending.with_for_update(skip_locked=True).with_only_columns(t.c.id)
         claim = (
             update(t)
             .where(t.c.id.in_(claimed.scalar_subquery()))
