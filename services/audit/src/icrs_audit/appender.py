@@ -26,7 +26,7 @@ class Appender:
     fails raises, so the bus delivers it again (and parks it past its limit).
     """
 
-    def __init__(self, db: Database, *, batch_size: int = 500, batch_wait: float = 0.02) -> None:
+    def __init__(self, db: Database, *, batch_size: int = 500, batch_wait: float = 0.05) -> None:
         self.db = db
         self.batch_size = batch_size
         self.batch_wait = batch_wait

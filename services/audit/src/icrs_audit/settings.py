@@ -34,7 +34,7 @@ class AuditSettings(ServiceSettings):
         default=500, ge=1, le=10000, description="Events appended to the log per transaction."
     )
     audit_batch_wait: float = Field(
-        default=0.02,
+        default=0.05,
         ge=0,
         le=1,
         description="Seconds the first event of a batch waits for others to join it: "
