@@ -7,6 +7,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, select
@@ -185,7 +186,7 @@ async def test_a_commit_hands_its_events_over_and_one_statement_marks_them_sent(
 
     await relay.start()
     try:
-        await asyncio.sleep(0.2)  # its first sweep, at start, is over
+        await asyncio.sleep(0.2)  # its catching up at start is over
         event.listen(db.engine.sync_engine, "before_cursor_execute", record)
         try:
             ids = await add_events(db, 3)
@@ -252,41 +253,76 @@ async def test_what_the_bus_refused_after_commit_is_swept_once_it_is_back(
         await relay.stop()
 
 
-async def test_a_relay_that_fell_behind_leaves_what_waited_to_the_sweep_once(
+async def test_a_relay_that_fell_behind_catches_up_from_the_table_in_order(
     db: Database,
 ) -> None:
     """Events handed over that waited longer than half of `sweep_after` are not published
-    from memory: the sweep publishes them, and nothing is published twice."""
+    from memory: the relay publishes the table's unsent rows in the order written, and
+    nothing twice."""
     bus = CountingBus()
     gate = asyncio.Event()
     publish = bus.publish
+    order: list[uuid.UUID] = []
 
     async def slow(envelopes: Sequence[Envelope]) -> None:
         await gate.wait()
+        order.extend(e.id for e in envelopes)
         await publish(envelopes)
 
     bus.publish = slow  # type: ignore[method-assign]
-    relay = OutboxRelay(db, outbox_table, bus, poll_interval=0.05, sweep_after=0.4)
+    # No poll comes to look at the table meanwhile: the relay sees for itself.
+    relay = OutboxRelay(db, outbox_table, bus, poll_interval=60, sweep_after=0.4)
     await relay.start()
     try:
+        await asyncio.sleep(0.1)  # its catching up at start is over
         first = await add_events(db, 2)
         await asyncio.sleep(0.05)  # the relay is publishing the first commit's events
         later = await add_events(db, 3)
         await asyncio.sleep(0.5)  # the later ones waited past sweep_after / 2
+        newest = await add_events(db, 2)  # handed over just now: they must not overtake
         gate.set()
-        await eventually(lambda: set(bus.published) == set(first + later), within=15)
+        await eventually(lambda: len(order) == 7, within=15)
         await asyncio.sleep(0.3)
         assert max(bus.published.values()) == 1
+        assert order == first + later + newest
         assert await relay.pending() == 0
     finally:
         await relay.stop()
+
+
+async def test_a_relay_publishes_what_was_left_in_the_table_first_in_order(
+    db: Database,
+) -> None:
+    """At start, what an earlier process left unsent goes out, in the order written,
+    before what commits hand over."""
+    bus = CountingBus()
+    order: list[uuid.UUID] = []
+    publish = bus.publish
+
+    async def recording(envelopes: Sequence[Envelope]) -> None:
+        order.extend(e.id for e in envelopes)
+        await publish(envelopes)
+
+    bus.publish = recording  # type: ignore[method-assign]
+    left = await add_events(db, 30)  # written before the relay runs, none handed over
+    relay = OutboxRelay(db, outbox_table, bus, batch_size=10, poll_interval=60, sweep_after=60)
+    await relay.start()
+    try:
+        new = await add_events(db, 3)
+        await eventually(lambda: len(order) == 33, within=10)
+        await asyncio.sleep(0.2)
+    finally:
+        await relay.stop()
+    assert order[:30] == left
+    assert sorted(order[30:]) == sorted(new)
+    assert max(bus.published.values()) == 1
 
 
 async def _pending_is(relay: OutboxRelay, expected: int) -> bool:
     return await relay.pending() == expected
 
 
-async def test_an_idle_poll_only_asks_whether_anything_is_left_to_sweep(db: Database) -> None:
+async def test_an_idle_poll_only_asks_whether_anything_was_left_behind(db: Database) -> None:
     bus = CountingBus()
     relay = OutboxRelay(db, outbox_table, bus, poll_interval=0.05, sweep_after=60)
     statements: list[str] = []
@@ -294,17 +330,30 @@ async def test_an_idle_poll_only_asks_whether_anything_is_left_to_sweep(db: Data
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
-    await add_events(db, 2)  # not old enough to sweep
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
     await relay.start()
     try:
+        await asyncio.sleep(0.2)  # its catching up at start is over
+        # Rows no commit of this process handed over, not old enough to be left behind.
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                outbox_table.insert(),
+                [
+                    {
+                        "event_id": uuid.uuid4(),
+                        "event_type": "icrs.case.erased",
+                        "body": b"{}",
+                        "created_at": datetime.now(UTC),
+                        "attempts": 0,
+                    }
+                    for _ in range(2)
+                ],
+            )
+        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
         await asyncio.sleep(0.5)
     finally:
         await relay.stop()
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
-    # Its clean-up of old sent rows at start aside, each poll was one question, no claim.
-    polls = [s for s in statements if not s.startswith("DELETE FROM outbox")]
-    assert len(polls) >= 3
-    assert all(s.startswith("SELECT outbox.id") for s in polls), polls
+    assert len(statements) >= 3  # it polled
+    assert all(s.startswith("SELECT outbox.id") for s in statements), statements
     assert not bus.published
     assert await relay.pending() == 2

@@ -3,11 +3,14 @@ and a relay publishes them with confirms, in batches, after commit.
 
 A commit hands its events to the relay of its process, which publishes them at once and
 marks them sent with one statement. Whatever was not published so (the process stopped
-first, the bus was away or did not confirm, the relay fell behind) is swept from the
-table once it is `sweep_after` seconds old, at every poll: an event is published at
-least once, and its consumers' inboxes make a second publication harmless.
+first, the bus was away or did not confirm) is found by the poll once it is
+`sweep_after` seconds old. The relay then catches up: it drops what was handed over and
+publishes every unsent row from the table in the order written, as it does at start,
+after the bus failed, and when handed-over events waited too long, until it has caught
+up. So events go out in the order they were written, and an event is published at least
+once (its consumers' inboxes make a second publication harmless).
 
-Several replicas may relay from one PostgreSQL database: each sweeps its batch with
+Several replicas may relay from one PostgreSQL database: each claims its batch with
 `FOR UPDATE SKIP LOCKED`. On SQLite (one process) the batch is read, published and
 marked in short transactions so that no write lock is held while publishing.
 """
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 _PENDING_KEY = "icrs.outbox.pending"
 #: Seconds between tries while a consumer's queue does not exist yet.
 CONSUMERS_MISSING_WAIT = 0.5
-#: Events handed over by commits that a relay holds at most; the sweep takes the others.
+#: Events handed over by commits that a relay holds at most; past it, it catches up.
 HANDED_LIMIT = 10_000
 
 
@@ -109,7 +112,7 @@ class Outbox:
 
 class OutboxRelay:
     """Publishes committed outbox rows: those its process's commits hand over at once,
-    the others when they are `sweep_after` seconds old (polling every `poll_interval`)."""
+    the others from the table (polling every `poll_interval`), in the order written."""
 
     def __init__(
         self,
@@ -133,6 +136,9 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._last_cleanup = datetime.min.replace(tzinfo=UTC)
         self._last_sweep = float("-inf")
+        #: Publishing from the table, everything unsent in order, until caught up; what
+        #: is handed over meanwhile is dropped (it is in the table).
+        self._catching_up = True
         self._listener_target = db.session_class
         #: (when handed over, event), in commit order.
         self._handed: deque[tuple[float, Envelope]] = deque()
@@ -145,7 +151,9 @@ class OutboxRelay:
         envelopes = session.info.pop(_PENDING_KEY, None)
         if not envelopes:
             return
-        if len(self._handed) + len(envelopes) <= HANDED_LIMIT:
+        if len(self._handed) + len(envelopes) > HANDED_LIMIT:
+            self._catch_up()
+        else:
             now = time.monotonic()
             self._handed.extend((now, env) for env in envelopes)
         self._wake.set()
@@ -184,7 +192,7 @@ class OutboxRelay:
                 sent = 0
             except (BusUnavailable, PublishError) as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
-                self._handed.clear()  # they wait in the table for the sweep
+                self._catch_up()  # they wait in the table
                 log.warning(
                     "outbox events wait: the bus did not confirm them",
                     extra={"relay": self.name, "error_type": type(exc).__name__},
@@ -192,7 +200,7 @@ class OutboxRelay:
                 sent = 0
             except Exception as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
-                self._handed.clear()
+                self._catch_up()
                 log.exception(
                     "outbox relay error",
                     extra={"relay": self.name, "error_type": type(exc).__name__},
@@ -201,7 +209,7 @@ class OutboxRelay:
             if backoff:
                 await asyncio.sleep(backoff)
                 continue
-            if sent >= self.batch_size or self._handed:
+            if sent >= self.batch_size or self._handed or self._catching_up:
                 continue
             await self._maybe_cleanup()
             with contextlib.suppress(TimeoutError):
@@ -209,30 +217,45 @@ class OutboxRelay:
             self._wake.clear()
 
     async def relay_once(self) -> int:
-        """Publish a batch of what commits handed over; sweep the table when nothing was,
-        or at least every poll interval. Return how many events were marked sent."""
-        sent = await self._relay_handed()
-        now = time.monotonic()
-        if sent and now - self._last_sweep < self.poll_interval:
-            return sent
-        self._last_sweep = now
-        if self.db.is_sqlite:
-            return sent + await self._relay_sqlite()
-        return sent + await self._relay_locked()
+        """Publish one batch; return how many events were marked sent. The batch is what
+        commits handed over; when nothing was, or at least every poll interval, the
+        table is asked whether a row was left unsent `sweep_after` seconds after it was
+        written. Then, as at start, after the bus failed and when handed-over events
+        waited too long, the relay catches up: the batch is the oldest unsent rows of the
+        table, until fewer than a batch are left."""
+        sent = 0
+        if not self._catching_up:
+            sent = await self._relay_handed()  # may find it must catch up
+            if not self._catching_up:
+                now = time.monotonic()
+                if sent and now - self._last_sweep < self.poll_interval:
+                    return sent
+                self._last_sweep = now
+                if not await self._left_behind():
+                    return sent
+                self._catching_up = True
+        self._handed.clear()  # all in the table
+        self._last_sweep = time.monotonic()
+        claimed = await self._relay_table()
+        if claimed < self.batch_size:
+            self._catching_up = False  # what commits from now on is handed over
+        return sent + claimed
+
+    def _catch_up(self) -> None:
+        self._catching_up = True
+        self._handed.clear()
 
     async def _relay_handed(self) -> int:
         """Publish the oldest handed-over events, then mark the confirmed ones sent with
-        one statement. Events handed over more than half of `sweep_after` ago are left to
-        the sweep, so that a relay that fell behind and the sweep of another replica do
-        not both publish them."""
-        oldest = time.monotonic() - self.sweep_after / 2
-        batch: list[tuple[float, Envelope]] = []
-        while self._handed and len(batch) < self.batch_size:
-            handed = self._handed.popleft()
-            if handed[0] >= oldest:
-                batch.append(handed)
-        if not batch:
+        one statement. When the oldest waited more than half of `sweep_after`, the relay
+        catches up from the table instead: another replica may soon find them left behind,
+        and what was written before them must not be overtaken."""
+        if not self._handed:
             return 0
+        if self._handed[0][0] < time.monotonic() - self.sweep_after / 2:
+            self._catch_up()
+            return 0
+        batch = [self._handed.popleft() for _ in range(min(self.batch_size, len(self._handed)))]
         try:
             confirmed = await self._publish_envelopes([env for _, env in batch])
         except ConsumersMissing:
@@ -249,27 +272,35 @@ class OutboxRelay:
         return len(confirmed)
 
     def _pending(self) -> Any:
-        """The oldest unsent rows old enough to sweep."""
+        """The oldest unsent rows."""
         t = self.table
-        swept = datetime.now(UTC) - timedelta(seconds=self.sweep_after)
         return (
             select(t.c.id, t.c.event_id, t.c.body)
-            .where(t.c.sent_at.is_(None), t.c.created_at <= swept)
+            .where(t.c.sent_at.is_(None))
             .order_by(t.c.id)
             .limit(self.batch_size)
         )
 
+    async def _left_behind(self) -> bool:
+        """Whether a row is unsent `sweep_after` seconds after it was written; asked
+        outside a transaction, so that an idle poll is one round trip."""
+        t = self.table
+        written = datetime.now(UTC) - timedelta(seconds=self.sweep_after)
+        query = select(t.c.id).where(t.c.sent_at.is_(None), t.c.created_at <= written).limit(1)
+        async with self.db.at_once() as session:
+            return (await session.execute(query)).first() is not None
+
+    async def _relay_table(self) -> int:
+        if self.db.is_sqlite:
+            return await self._relay_sqlite()
+        return await self._relay_locked()
+
     async def _relay_locked(self) -> int:
         """Claim a batch and mark it sent in one statement, publish, commit: a batch the
         broker does not confirm is rolled back (or, for the rows it did not confirm, put
-        back with one more attempt). Whether there is anything to sweep is asked first
-        outside a transaction: an idle poll is one round trip."""
+        back with one more attempt)."""
         t = self.table
-        pending = self._pending()
-        async with self.db.at_once() as session:
-            if (await session.execute(pending.with_only_columns(t.c.id).limit(1))).first() is None:
-                return 0
-        claimed = pending.with_for_update(skip_locked=True).with_only_columns(t.c.id)
+        claimed = self._pending().with_for_update(skip_locked=True).with_only_columns(t.c.id)
         claim = (
             update(t)
             .where(t.c.id.in_(claimed.scalar_subquery()))

@@ -45,8 +45,9 @@ class Settings(BaseSettings):
     outbox_sweep_after: float = Field(
         default=2.0,
         ge=0,
-        description="Seconds after which an unsent outbox event is published by the sweep "
-        "(a commit hands its events to the relay at once; the sweep takes what was left).",
+        description="Seconds after which an outbox row still unsent makes the relay catch "
+        "up from the table, in the order written (a commit hands its events to the relay "
+        "at once).",
     )
     outbox_retention_hours: float = Field(
         default=168, gt=0, description="How long sent outbox rows are kept before deletion."
