@@ -7,8 +7,9 @@ first, the bus was away or did not confirm) is found by the poll once it is
 `sweep_after` seconds old. The relay then catches up: it drops what was handed over and
 publishes every unsent row from the table in the order written, as it does at start,
 after the bus failed, and when handed-over events waited too long, until it has caught
-up. So events go out in the order they were written, and an event is published at least
-once (its consumers' inboxes make a second publication harmless).
+up. Events go out in the order their commits handed them over or, catching up, in the
+order written; an event is published at least once (its consumers' inboxes make a
+second publication harmless).
 
 Several replicas may relay from one PostgreSQL database: each claims its batch with
 `FOR UPDATE SKIP LOCKED`. On SQLite (one process) the batch is read, published and
