@@ -151,3 +151,98 @@ async def test_a_subscription_handles_as_many_deliveries_at_once_as_it_asks(
     finally:
         release.set()
         await bus.close()
+
+
+class _CutInFlight:
+    """A subscription whose connection to the broker is cut while each of its first
+    `cuts` deliveries is in its handler; the deliveries after that are handled."""
+
+    def __init__(self, proxy: TcpProxy, cuts: int) -> None:
+        self.proxy = proxy
+        self.cuts = cuts
+        self.attempts: list[uuid.UUID] = []
+        self.handled: list[uuid.UUID] = []
+        self._released = [asyncio.Event() for _ in range(cuts)]
+
+    async def handler(self, env: Envelope) -> None:
+        self.attempts.append(env.id)
+        n = len(self.attempts)
+        if n <= self.cuts:
+            await self._released[n - 1].wait()
+            return  # its ack finds the channel gone
+        self.handled.append(env.id)
+
+    async def cut_each(self) -> None:
+        for n in range(1, self.cuts + 1):
+            await eventually(lambda n=n: len(self.attempts) == n, within=30)
+            await self.proxy.cut()
+            self._released[n - 1].set()
+            await self.proxy.restore()
+
+
+async def test_connection_losses_in_flight_do_not_spend_the_delivery_limit(
+    amqp_url: str, bus_namespace: str
+) -> None:
+    # RabbitMQ counts a delivery that comes back with its closed connection as a delivery;
+    # with a limit of 2, the third such return would park a message no handler failed on.
+    proxy = TcpProxy.to(amqp_url, 5672)
+    await proxy.start()
+    bus = RabbitBus(proxy.url(amqp_url), namespace=bus_namespace, delivery_limit=2)
+    await bus.start()
+    flight = _CutInFlight(proxy, cuts=4)
+    try:
+        await bus.subscribe("t", "flaky", ["case.*"], flight.handler)
+        env = event()
+        await bus.publish([env])
+        await flight.cut_each()
+        await eventually(lambda: flight.handled == [env.id], within=30)
+        assert flight.attempts == [env.id] * 5
+        await eventually(bus.ready, within=30)
+        assert await bus.parked("t") == []
+    finally:
+        if proxy.is_cut:
+            await proxy.restore()
+        await eventually(bus.ready, within=30)
+        await bus.delete_topology()
+        await bus.close()
+        await proxy.close()
+
+
+async def test_a_message_that_keeps_coming_back_unanswered_is_parked_in_the_end(
+    amqp_url: str, bus_namespace: str
+) -> None:
+    # A process killed in its handler every time looks the same to the broker: the
+    # renewals stop at RETURNS_PER_LIMIT times the limit (4 with a limit of 1), and the
+    # broker's own limit parks it on the next return.
+    proxy = TcpProxy.to(amqp_url, 5672)
+    await proxy.start()
+    bus = RabbitBus(proxy.url(amqp_url), namespace=bus_namespace, delivery_limit=1)
+    await bus.start()
+    flight = _CutInFlight(proxy, cuts=5)
+    try:
+        await bus.subscribe("t", "doomed", ["case.*"], flight.handler)
+        env = event()
+        await bus.publish([env])
+        await flight.cut_each()
+
+        async def parked() -> bool:
+            try:  # the bus may not have noticed the last cut yet
+                return len(await bus.parked("t")) == 1
+            except Exception:
+                return False
+
+        await eventually(parked, within=30)
+        [record] = await bus.parked("t")
+        assert record.event_id == str(env.id)
+        assert record.reason == "delivery_limit"
+        assert record.deliveries == len(flight.attempts) == 5
+        assert record.extra["returned"] == "3"
+        assert record.extra["failed"] == "0"
+        assert flight.handled == []
+    finally:
+        if proxy.is_cut:
+            await proxy.restore()
+        await eventually(bus.ready, within=30)
+        await bus.delete_topology()
+        await bus.close()
+        await proxy.close()

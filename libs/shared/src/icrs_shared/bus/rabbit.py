@@ -7,6 +7,17 @@ Topology (names prefixed by the namespace, empty in production):
   dead-lettering to the service's dead-letter exchange;
 - `icrs.<service>.dlx` (fanout) -> `icrs.<service>.parking`: what a service gave up on.
 
+Failed deliveries are counted by the consumers, not by the broker. RabbitMQ's delivery
+count also rises when a delivery comes back because its connection or channel closed,
+so a message in flight through a few connection losses would be parked although no
+handler ever failed on it. A handler that fails has its message put back as a copy, at
+the tail of its queue, carrying its count of failures (`x-icrs-failures`); after the
+subscription's limit of failures, the message is rejected to parking. The broker's
+`x-delivery-limit` stays as the backstop for deliveries that come back with no verdict
+(connection losses, a process killed in a handler): when a copy reaches it, the consumer
+renews the copy, carrying what it spent (`x-icrs-returned`), up to `RETURNS_PER_LIMIT`
+times the limit in all; past that, the next return parks it.
+
 A topic exchange drops what no queue is bound for. The consumers that must see what is
 published (`icrs serve` names every consumer of the platform) are named in `required`:
 until their queues exist, nothing is published and events wait in the outboxes, so that
@@ -49,6 +60,14 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/cloudevents+json"
 _ACK_ERRORS = (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError)
+#: Header of a copy put back after failures: how many handlers failed on the message.
+FAILURES = "x-icrs-failures"
+#: Header of a renewed copy: deliveries of earlier copies that came back with no verdict.
+RETURNED = "x-icrs-returned"
+#: Deliveries with no verdict a message may have in all, as a multiple of the limit.
+RETURNS_PER_LIMIT = 4
+#: Headers the broker sets on a delivery or a dead-lettering; a copy starts without them.
+_BROKER_HEADERS = ("x-delivery-count", "x-death")
 
 
 class RabbitBus:
@@ -326,7 +345,16 @@ class RabbitBus:
             log.error("unreadable message rejected to parking", extra={"consumer": name})
             await _settle(message.reject(requeue=False), name)
             return
-        deliveries = _delivery_count(message) + 1
+        returns = _delivery_count(message)  # this copy's deliveries that came back
+        failures = _header_int(message.headers, FAILURES)
+        returned = _header_int(message.headers, RETURNED)
+        limit = sub.delivery_limit
+        if returns >= limit and returned + returns < RETURNS_PER_LIMIT * limit:
+            # One more return and the broker parks it; no handler failed on it.
+            renewed = {FAILURES: failures, RETURNED: returned + returns}
+            if await self._put_back(sub, message, renewed):
+                await _settle(message.ack(), name)
+                return
         key = (sub.service, sub.consumer)
         try:
             with consume_span(sub.consumer, env.type, str(env.id), env.traceparent):
@@ -339,21 +367,72 @@ class RabbitBus:
         except Stopped:
             return  # unsettled: it goes back to the queue when the channel closes
         except Exception as exc:
+            failures += 1
             log.warning(
                 "handler failed; returning the message",
                 extra={
                     "consumer": name,
                     "event_id": str(env.id),
                     "event_type": env.type,
-                    "delivery": deliveries,
+                    "delivery": failures,
                     "error_type": type(exc).__name__,
                 },
             )
+            if failures > limit:
+                await _settle(message.reject(requeue=False), name)
+                return
             # A short pause keeps a failing handler from spinning through its limit.
-            await asyncio.sleep(min(0.05 * 2**deliveries, 2.0))
-            await _settle(message.nack(requeue=True), name)
+            await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+            if await self._put_back(sub, message, {FAILURES: failures, RETURNED: returned}):
+                await _settle(message.ack(), name)
+            else:
+                # The broker counts this return; its delivery limit parks it in the end.
+                await _settle(message.nack(requeue=True), name)
             return
         await _settle(message.ack(), name)
+
+    async def _put_back(
+        self, sub: Subscription, message: AbstractIncomingMessage, counts: dict[str, int]
+    ) -> bool:
+        """Publish a copy of `message` to the tail of its queue with `counts` in its
+        headers; true once the broker confirmed it. The caller then acks the original (if
+        that fails, the original comes back too: the inbox makes the pair harmless)."""
+        # On the channel it came on: that one is open now, while the publishing channel
+        # may still be coming back after the connection was restored.
+        handle = self._consumers.get((sub.service, sub.consumer))
+        if handle is None:
+            return False
+        channel = handle[0]
+        headers = {k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS}
+        headers.update(counts)
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type,
+            timestamp=message.timestamp,
+            app_id=message.app_id,
+        )
+        try:
+            await channel.default_exchange.publish(
+                copy,
+                self.queue_name(sub.service, sub.consumer),
+                mandatory=True,
+                timeout=self.publish_timeout,
+            )
+        except Exception as exc:  # refused, unroutable, or the broker is away
+            log.warning(
+                "could not put a copy back; returning the message instead",
+                extra={
+                    "consumer": f"{sub.service}.{sub.consumer}",
+                    "error_type": type(exc).__name__,
+                },
+            )
+            return False
+        return True
 
     # operations ------------------------------------------------------------
 
@@ -408,17 +487,30 @@ async def _settle(op: Any, consumer: str) -> None:
 
 
 def _delivery_count(message: AbstractIncomingMessage) -> int:
-    value = (message.headers or {}).get("x-delivery-count", 0)
-    return int(value) if isinstance(value, int | str) else 0
+    return _header_int(message.headers, "x-delivery-count")
+
+
+def _header_int(headers: Any, name: str) -> int:
+    value = (headers or {}).get(name, 0)
+    try:
+        return max(int(value), 0) if isinstance(value, int | str) else 0
+    except ValueError:
+        return 0
 
 
 def _parked(msg: AbstractIncomingMessage, limits: dict[str, int]) -> Parked:
     headers = msg.headers or {}
     queue = str(headers.get("x-first-death-queue", ""))
     reason = str(headers.get("x-first-death-reason", "unknown"))
-    # Dead-lettering resets the delivery count; what it was follows from the reason.
-    if reason == "delivery_limit" and queue in limits:
-        deliveries = limits[queue] + 1
+    failures = _header_int(headers, FAILURES)
+    returned = _header_int(headers, RETURNED)
+    # Dead-lettering resets the broker's delivery count; what it was follows from the
+    # reason, and what earlier copies spent from the headers they carry.
+    if reason == "rejected" and FAILURES in headers:
+        reason = "delivery_limit"  # its handlers failed more often than the limit allows
+        deliveries = failures + 1 + returned
+    elif reason == "delivery_limit" and queue in limits:
+        deliveries = limits[queue] + 1 + failures + returned
     else:
         deliveries = 1 if reason == "rejected" else 0
     event_id = msg.message_id
@@ -430,7 +522,7 @@ def _parked(msg: AbstractIncomingMessage, limits: dict[str, int]) -> Parked:
         parked_at=_death_time(headers),
         event_id=event_id,
         event_type=msg.type,
-        extra={"queue": queue},
+        extra={"queue": queue, "failed": str(failures), "returned": str(returned)},
     )
 
 
