@@ -30,6 +30,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from icrs_shared.testing.broker import delete_queues
 from icrs_shared.testing.databases import create_database, drop_database
 
 #: Started in this order: partners issues the tokens and keys the others check.
@@ -261,6 +262,8 @@ class ProcessPlatform:
         for name in ORDER:
             self.databases[name] = await create_database(self.server_url, prefix=f"icrs_{name}")
             self._stack.push_async_callback(drop_database, self.databases[name])
+        # Once the processes have stopped: a broker others use keeps no queue of ours.
+        self._stack.push_async_callback(self.delete_topology)
         self._stack.callback(self.stop_all)
         partners_port = free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith("ICRS_")}
@@ -312,6 +315,23 @@ class ProcessPlatform:
         (a TCP proxy on it may carry what they say to the broker and database on the way
         out)."""
         await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.all_processes()))
+
+    async def delete_topology(self, within: float = 30.0) -> None:
+        """Remove the queues and exchanges of the platform's namespace from the broker
+        (its parked messages with them). A broker that does not answer is left as it is."""
+        from .services import platform_consumers
+
+        ns = self.namespace
+        queues = [f"{ns}icrs.{service}.{consumer}" for service, consumer in platform_consumers()]
+        queues += [f"{ns}icrs.{name}.parking" for name in ORDER]
+        exchanges = [f"{ns}icrs.events", *(f"{ns}icrs.{name}.dlx" for name in ORDER)]
+        try:
+            await asyncio.wait_for(delete_queues(self.amqp_url, queues, exchanges), within)
+        except Exception as exc:
+            print(
+                f"the queues of namespace {ns!r} were left on the broker: {type(exc).__name__}",
+                file=sys.stderr,
+            )
 
     def stop_all(self) -> None:
         for name in reversed(ORDER):

@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from icrs_audit.note import Verifier
 from icrs_audit.verify import verify_remote
 from icrs_shared.bus import RabbitBus
-from icrs_shared.testing.broker import QueueReader, QueueState, delete_queues
+from icrs_shared.testing.broker import QueueReader, QueueState
 
 from .processes import ORDER, PlatformClient, ProcessPlatform
 
@@ -319,15 +319,3 @@ def _check_log(
         lacking = [t for t in CASE_EVENTS if t not in seen.get(case_id, set())]
         if lacking:
             problems.append(f"the log lacks {', '.join(lacking)} of case {case_id}")
-
-
-async def remove_topology(
-    platform: ProcessPlatform, amqp_url: str, queues: QueueReader | None
-) -> None:
-    """Remove what the platform declared in its namespace (on a broker others use)."""
-    ns = platform.namespace
-    names = {f"{ns}icrs.{name}.parking" for name in ORDER}
-    if queues is not None:
-        names |= {q.name for q in await queues()}
-    exchanges = [f"{ns}icrs.events", *(f"{ns}icrs.{name}.dlx" for name in ORDER)]
-    await delete_queues(amqp_url, sorted(names), exchanges)

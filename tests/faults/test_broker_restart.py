@@ -64,6 +64,8 @@ async def test_rabbitmq_restarted_while_cases_flow(
         tally = await reckoner.settle(stream.cases, scenario="RabbitMQ restarted")
         print(f"\n{tally.report()}\n  requests sent again: {dict(stream.retries)}")
         await platform.stop_together()
+    # The platform took its queues with it: a broker others use keeps none of them.
+    assert await node.queues(prefix=platform.namespace) == []
     assert tally.problems == [], tally.report()
     assert (tally.lost, tally.duplicated, tally.parked) == (0, 0, 0)
     assert tally.delivered == tally.sent > 0

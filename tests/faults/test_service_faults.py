@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from icrs.load import CaseStream
 from icrs.processes import ORDER, PlatformClient, ProcessPlatform
-from icrs.tally import Parties, Reckoner, Tally, remove_topology
+from icrs.tally import Parties, Reckoner, Tally
 from icrs_shared.testing import TcpProxy
 from icrs_shared.testing.broker import local_node_queues
 
@@ -80,7 +80,6 @@ async def rig(
     finally:
         await broker.close()
         await database.close()
-        await remove_topology(platform, amqp_url, queues)
 
 
 def assert_clean(tally: Tally) -> None:

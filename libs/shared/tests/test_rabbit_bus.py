@@ -150,6 +150,7 @@ async def test_a_subscription_handles_as_many_deliveries_at_once_as_it_asks(
         await eventually(lambda: running == 0)
     finally:
         release.set()
+        await bus.delete_topology()
         await bus.close()
 
 
