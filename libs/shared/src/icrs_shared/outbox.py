@@ -140,6 +140,8 @@ class OutboxRelay:
         #: Publishing from the table, everything unsent in order, until caught up; what
         #: is handed over meanwhile is dropped (it is in the table).
         self._catching_up = True
+        #: Commits whose events were dropped while catching up.
+        self._dropped = 0
         self._listener_target = db.session_class
         #: (when handed over, event), in commit order.
         self._handed: deque[tuple[float, Envelope]] = deque()
@@ -153,7 +155,8 @@ class OutboxRelay:
         if not envelopes:
             return
         if self._catching_up:
-            pass  # the table's claims take them: handing them over would publish them twice
+            # The table's claims take them: handing them over would publish them twice.
+            self._dropped += 1
         elif len(self._handed) + len(envelopes) > HANDED_LIMIT:
             self._catch_up()
         else:
@@ -239,8 +242,11 @@ class OutboxRelay:
                 self._catching_up = True
         self._handed.clear()  # all in the table
         self._last_sweep = time.monotonic()
+        dropped = self._dropped
         claimed = await self._relay_table()
-        if claimed < self.batch_size:
+        # Caught up, unless a commit during the claim dropped its events: the claim may
+        # have looked before that commit, and the next one takes them.
+        if claimed < self.batch_size and self._dropped == dropped:
             self._catching_up = False  # what commits from now on is handed over
         return sent + claimed
 
