@@ -8,16 +8,15 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from icrs_shared.bus import BusUnavailable, PublishError, RabbitBus
 from icrs_shared.db import Database
 from icrs_shared.events import Envelope, platform_events
 from icrs_shared.events.catalog import CaseErased
 from icrs_shared.outbox import Outbox, OutboxRelay
-from icrs_shared.testing import eventually
+from icrs_shared.testing import eventually, statements
 
 from .conftest import outbox_table
 
@@ -179,26 +178,18 @@ async def test_a_commit_hands_its_events_over_and_one_statement_marks_them_sent(
     commit handed over, then marks it sent with one statement, no claim before."""
     bus = CountingBus()
     relay = OutboxRelay(db, outbox_table, bus, poll_interval=60, sweep_after=60)
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
     await relay.start()
     try:
         await asyncio.sleep(0.2)  # its catching up at start is over
-        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-        try:
+        with statements(db) as seen:
             ids = await add_events(db, 3)
-            written = len(statements)  # one INSERT per event
-            await eventually(lambda: len(statements) > written, within=3)
+            written = len(seen)  # one INSERT per event
+            await eventually(lambda: len(seen) > written, within=3)
             await asyncio.sleep(0.2)
-        finally:
-            event.remove(db.engine.sync_engine, "before_cursor_execute", record)
         assert set(bus.published) == set(ids)
         assert max(bus.published.values()) == 1
-        assert all(s.startswith("INSERT INTO outbox") for s in statements[:written])
-        [mark] = statements[written:]  # no claim: the events' ids, as handed over
+        assert all(s.sql.startswith("INSERT INTO outbox") for s in seen[:written])
+        [mark] = [s.sql for s in seen[written:]]  # no claim: the events' ids, as handed over
         assert mark.startswith("UPDATE outbox SET sent_at")
         assert "WHERE outbox.event_id IN" in mark
         assert await relay.pending() == 0
@@ -229,6 +220,31 @@ async def test_a_sessions_rolled_back_events_are_not_handed_over(db: Database) -
         await eventually(lambda: kept.id in bus.published)
         await asyncio.sleep(0.2)
         assert doomed.id not in bus.published
+        assert await relay.pending() == 0
+    finally:
+        await relay.stop()
+
+
+async def test_an_event_committed_while_the_relay_catches_up_is_not_left_behind(
+    db: Database,
+) -> None:
+    """A commit while the relay catches up hands nothing over: the table's claims take
+    its events. One that comes after the claim looked, before it returned, must still be
+    claimed, not left for a poll (a minute here)."""
+    committed: list[uuid.UUID] = []
+
+    class Racing(OutboxRelay):
+        async def _relay_table(self) -> int:
+            claimed = await super()._relay_table()
+            if not committed:  # the first claim is over; it did not see this commit
+                committed.extend(await add_events(db, 1))
+            return claimed
+
+    bus = CountingBus()
+    relay = Racing(db, outbox_table, bus, poll_interval=60, sweep_after=60)
+    await relay.start()
+    try:
+        await eventually(lambda: bool(committed) and committed[0] in bus.published, within=5)
         assert await relay.pending() == 0
     finally:
         await relay.stop()
@@ -325,11 +341,6 @@ async def _pending_is(relay: OutboxRelay, expected: int) -> bool:
 async def test_an_idle_poll_only_asks_whether_anything_was_left_behind(db: Database) -> None:
     bus = CountingBus()
     relay = OutboxRelay(db, outbox_table, bus, poll_interval=0.05, sweep_after=60)
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
     await relay.start()
     try:
         await asyncio.sleep(0.2)  # its catching up at start is over
@@ -348,12 +359,11 @@ async def test_an_idle_poll_only_asks_whether_anything_was_left_behind(db: Datab
                     for _ in range(2)
                 ],
             )
-        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-        await asyncio.sleep(0.5)
+        with statements(db) as seen:
+            await asyncio.sleep(0.5)
     finally:
         await relay.stop()
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
-    assert len(statements) >= 3  # it polled
-    assert all(s.startswith("SELECT outbox.id") for s in statements), statements
+    assert len(seen) >= 3  # it polled
+    assert all(s.sql.startswith("SELECT outbox.id") for s in seen), seen
     assert not bus.published
     assert await relay.pending() == 2

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlmodel import col
 
 from icrs_referral import view
@@ -18,7 +18,7 @@ from icrs_referral.router import _key, capacity_locks, routing_lock
 from icrs_referral.service import expire_due
 from icrs_referral.situation import ACCEPTANCE_WINDOW, NEUTRAL, load_and_acceptance
 from icrs_shared.events import Envelope
-from icrs_shared.testing import eventually, record
+from icrs_shared.testing import eventually, record, statements
 
 if TYPE_CHECKING:
     from conftest import Referral as ReferralService
@@ -542,20 +542,14 @@ async def test_routing_reads_of_a_service_do_not_grow_with_its_past(
         if db.is_sqlite:
             return
         await session.execute(text("ANALYZE referrals"))
-        sql: list[tuple[str, Any]] = []
-
-        def seen(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-            sql.append((statement, params))
-
-        event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
-        try:
+        with statements(db) as seen:
             await load_and_acceptance(session, [busy])
-        finally:
-            event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
         conn = await session.connection()
         plans = []
-        for statement, params in sql:
-            explained = await conn.exec_driver_sql("EXPLAIN " + statement, tuple(params))
+        for statement in seen:
+            explained = await conn.exec_driver_sql(
+                "EXPLAIN " + statement.sql, tuple(statement.params)
+            )
             plans.append("\n".join(r[0] for r in explained))
     [plan] = plans  # one query
     assert "ix_referrals_live_service" in plan, plan

@@ -2,7 +2,7 @@
 that can cut a connection."""
 
 from .proxy import TcpProxy
-from .recording import Recorder, record
+from .recording import Recorder, Statement, record, statements
 from .waiting import eventually
 
-__all__ = ["Recorder", "TcpProxy", "eventually", "record"]
+__all__ = ["Recorder", "Statement", "TcpProxy", "eventually", "record", "statements"]

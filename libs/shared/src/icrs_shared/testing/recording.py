@@ -1,11 +1,18 @@
-"""Recording the events a bus delivers, for tests to wait on and inspect."""
+"""Recording the events a bus delivers, and the statements a database runs, for tests to
+wait on and inspect."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
 
 from ..bus import Bus
+from ..db import Database
 from ..events import Envelope
 from .waiting import eventually
 
@@ -32,3 +39,24 @@ async def record(bus: Bus, bindings: Sequence[str], *, service: str = "test") ->
     recorder = Recorder()
     await bus.subscribe(service, f"recorder-{uuid.uuid4().hex[:8]}", list(bindings), recorder)
     return recorder
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: Any
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[Statement]]:
+    """Every statement `db`'s engine sends to its database inside the block, in order."""
+    seen: list[Statement] = []
+
+    def note(conn: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        seen.append(Statement(sql, params))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", note)
