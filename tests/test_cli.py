@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from icrs_shared.bus import RabbitBus
+from icrs.processes import delete_namespace
 from icrs_shared.db import Database
 from icrs_shared.migrate import current_revision, head_revision
 
@@ -87,10 +87,7 @@ async def test_serve_runs_one_service_on_rabbitmq_and_postgres(
         assert await current_revision(db) == head_revision("icrs_referral")
     finally:
         await db.dispose()
-    cleanup = RabbitBus(amqp_url, namespace=env["ICRS_AMQP_NAMESPACE"])
-    await cleanup.start()
-    await cleanup.delete_topology(["referral"])
-    await cleanup.close()
+    await delete_namespace(amqp_url, env["ICRS_AMQP_NAMESPACE"], ["referral"])
 
 
 def test_serve_refuses_to_start_without_a_broker(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -207,6 +207,17 @@ class ServiceProcess:
         await self.ready()
 
 
+async def delete_namespace(amqp_url: str, namespace: str, services: Sequence[str] = ORDER) -> None:
+    """Remove what `services` declare in `namespace` on the broker: their consumers'
+    queues, their parking queues and dead-letter exchanges, and the events exchange."""
+    from .services import platform_consumers
+
+    queues = [f"{namespace}icrs.{s}.{c}" for s, c in platform_consumers() if s in services]
+    queues += [f"{namespace}icrs.{name}.parking" for name in services]
+    exchanges = [f"{namespace}icrs.events", *(f"{namespace}icrs.{n}.dlx" for n in services)]
+    await delete_queues(amqp_url, queues, exchanges)
+
+
 class ProcessPlatform:
     """The four services as processes on PostgreSQL (a new database each) and RabbitMQ
     (a namespace of their own). `replicas` runs more than one process of a service."""
@@ -319,17 +330,12 @@ class ProcessPlatform:
     async def delete_topology(self, within: float = 30.0) -> None:
         """Remove the queues and exchanges of the platform's namespace from the broker
         (its parked messages with them). A broker that does not answer is left as it is."""
-        from .services import platform_consumers
-
-        ns = self.namespace
-        queues = [f"{ns}icrs.{service}.{consumer}" for service, consumer in platform_consumers()]
-        queues += [f"{ns}icrs.{name}.parking" for name in ORDER]
-        exchanges = [f"{ns}icrs.events", *(f"{ns}icrs.{name}.dlx" for name in ORDER)]
         try:
-            await asyncio.wait_for(delete_queues(self.amqp_url, queues, exchanges), within)
+            await asyncio.wait_for(delete_namespace(self.amqp_url, self.namespace), within)
         except Exception as exc:
             print(
-                f"the queues of namespace {ns!r} were left on the broker: {type(exc).__name__}",
+                f"the queues of namespace {self.namespace!r} were left on the broker: "
+                f"{type(exc).__name__}",
                 file=sys.stderr,
             )
 

@@ -298,7 +298,7 @@ async def test_more_registrations_at_once_than_the_pool_has_connections(
                     timeout=20,
                 )
     finally:
-        await bus.close()
         await bus.delete_topology()
+        await bus.close()
     assert [r.status_code for r in answers] == [201] * len(bodies), [r.text for r in answers]
     assert len({r.json()["case_number"] for r in answers}) == len(bodies)
