@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -23,13 +26,30 @@ def event() -> Envelope:
     return Envelope(source="/icrs/test", type="icrs.case.updated", subject=str(uuid.uuid4()))
 
 
+@contextlib.asynccontextmanager
+async def through_proxy(
+    amqp_url: str, bus_namespace: str, **options: Any
+) -> AsyncIterator[tuple[RabbitBus, TcpProxy]]:
+    """A bus reaching the broker through a TCP proxy the test can cut; afterwards the
+    connection is restored and the bus's topology deleted."""
+    proxy = TcpProxy.to(amqp_url, 5672)
+    await proxy.start()
+    bus = RabbitBus(proxy.url(amqp_url), namespace=bus_namespace, **options)
+    await bus.start()
+    try:
+        yield bus, proxy
+    finally:
+        if proxy.is_cut:
+            await proxy.restore()
+        await eventually(bus.ready, within=30)
+        await bus.delete_topology()
+        await bus.close()
+        await proxy.close()
+
+
 async def test_a_delivery_from_a_dead_channel_is_not_acked_and_comes_back_once(
     amqp_url: str, bus_namespace: str, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    proxy = TcpProxy.to(amqp_url, 5672)
-    await proxy.start()
-    bus = RabbitBus(proxy.url(amqp_url), namespace=bus_namespace, delivery_limit=3)
-    await bus.start()
     calls: list[uuid.UUID] = []
     release = asyncio.Event()
 
@@ -45,7 +65,7 @@ async def test_a_delivery_from_a_dead_channel_is_not_acked_and_comes_back_once(
         attempts.append(env.id)
         await handler(env)
 
-    try:
+    async with through_proxy(amqp_url, bus_namespace, delivery_limit=3) as (bus, proxy):
         await bus.subscribe("t", "slow", ["case.*"], tracked)
         env = event()
         await bus.publish([env])
@@ -65,13 +85,6 @@ async def test_a_delivery_from_a_dead_channel_is_not_acked_and_comes_back_once(
         assert await count() == 1  # the inbox dropped the redelivery
         assert calls == [env.id]
         await eventually(bus.ready)
-    finally:
-        if proxy.is_cut:
-            await proxy.restore()
-        await eventually(bus.ready, within=30)
-        await bus.delete_topology()
-        await bus.close()
-        await proxy.close()
 
 
 async def test_publish_while_disconnected_raises_and_start_keeps_trying(
@@ -173,12 +186,17 @@ class _CutInFlight:
             return  # its ack finds the channel gone
         self.handled.append(env.id)
 
-    async def cut_each(self) -> None:
+    async def send_and_cut(self, bus: RabbitBus, consumer: str) -> Envelope:
+        """Subscribe `consumer`, publish one event to it and cut while it is handled."""
+        await bus.subscribe("t", consumer, ["case.*"], self.handler)
+        env = event()
+        await bus.publish([env])
         for n in range(1, self.cuts + 1):
             await eventually(lambda n=n: len(self.attempts) == n, within=30)
             await self.proxy.cut()
             self._released[n - 1].set()
             await self.proxy.restore()
+        return env
 
 
 async def test_connection_losses_in_flight_do_not_spend_the_delivery_limit(
@@ -186,27 +204,13 @@ async def test_connection_losses_in_flight_do_not_spend_the_delivery_limit(
 ) -> None:
     # RabbitMQ counts a delivery that comes back with its closed connection as a delivery;
     # with a limit of 2, the third such return would park a message no handler failed on.
-    proxy = TcpProxy.to(amqp_url, 5672)
-    await proxy.start()
-    bus = RabbitBus(proxy.url(amqp_url), namespace=bus_namespace, delivery_limit=2)
-    await bus.start()
-    flight = _CutInFlight(proxy, cuts=4)
-    try:
-        await bus.subscribe("t", "flaky", ["case.*"], flight.handler)
-        env = event()
-        await bus.publish([env])
-        await flight.cut_each()
+    async with through_proxy(amqp_url, bus_namespace, delivery_limit=2) as (bus, proxy):
+        flight = _CutInFlight(proxy, cuts=4)
+        env = await flight.send_and_cut(bus, "flaky")
         await eventually(lambda: flight.handled == [env.id], within=30)
         assert flight.attempts == [env.id] * 5
         await eventually(bus.ready, within=30)
         assert await bus.parked("t") == []
-    finally:
-        if proxy.is_cut:
-            await proxy.restore()
-        await eventually(bus.ready, within=30)
-        await bus.delete_topology()
-        await bus.close()
-        await proxy.close()
 
 
 async def test_a_message_that_keeps_coming_back_unanswered_is_parked_in_the_end(
@@ -215,16 +219,9 @@ async def test_a_message_that_keeps_coming_back_unanswered_is_parked_in_the_end(
     # A process killed in its handler every time looks the same to the broker: the
     # renewals stop at RETURNS_PER_LIMIT times the limit (4 with a limit of 1), and the
     # broker's own limit parks it on the next return.
-    proxy = TcpProxy.to(amqp_url, 5672)
-    await proxy.start()
-    bus = RabbitBus(proxy.url(amqp_url), namespace=bus_namespace, delivery_limit=1)
-    await bus.start()
-    flight = _CutInFlight(proxy, cuts=5)
-    try:
-        await bus.subscribe("t", "doomed", ["case.*"], flight.handler)
-        env = event()
-        await bus.publish([env])
-        await flight.cut_each()
+    async with through_proxy(amqp_url, bus_namespace, delivery_limit=1) as (bus, proxy):
+        flight = _CutInFlight(proxy, cuts=5)
+        env = await flight.send_and_cut(bus, "doomed")
 
         async def parked() -> bool:
             try:  # the bus may not have noticed the last cut yet
@@ -240,10 +237,3 @@ async def test_a_message_that_keeps_coming_back_unanswered_is_parked_in_the_end(
         assert record.extra["returned"] == "3"
         assert record.extra["failed"] == "0"
         assert flight.handled == []
-    finally:
-        if proxy.is_cut:
-            await proxy.restore()
-        await eventually(bus.ready, within=30)
-        await bus.delete_topology()
-        await bus.close()
-        await proxy.close()
