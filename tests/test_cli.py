@@ -1,21 +1,27 @@
-"""`icrs serve`, `icrs migrate` and `icrs admin bootstrap` as an operator runs them."""
+"""`icrs serve`, `icrs migrate`, `icrs admin bootstrap` and `icrs parked` as an operator
+runs them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
 from icrs.processes import delete_namespace
+from icrs_shared.bus import RabbitBus
 from icrs_shared.db import Database
+from icrs_shared.events import Envelope
 from icrs_shared.migrate import current_revision, head_revision
+from icrs_shared.testing import eventually
 
 from .test_up import _free_port
 
@@ -117,3 +123,64 @@ def test_migrate_and_bootstrap(postgres_url: str, tmp_path: Path) -> None:
     rotated = icrs("admin", "bootstrap", "--rotate", env=env)
     assert rotated.returncode == 0
     assert json.loads(rotated.stdout)["client_id"] != creds["client_id"]
+
+
+async def test_parked_lists_and_puts_back_what_a_service_gave_up_on(
+    amqp_url: str, bus_namespace: str, tmp_path: Path
+) -> None:
+    env = clean_env(
+        ICRS_AMQP_URL=amqp_url, ICRS_AMQP_NAMESPACE=bus_namespace, ICRS_DATA_DIR=str(tmp_path)
+    )
+    bus = RabbitBus(amqp_url, namespace=bus_namespace, delivery_limit=1)
+    await bus.start()
+    broken = True
+    handled: list[str] = []
+
+    async def handler(env: Envelope) -> None:
+        if broken:
+            raise RuntimeError("a bug, fixed later")
+        handled.append(str(env.id))
+
+    try:
+        await bus.subscribe("intake", "probe", ["case.*"], handler)
+        poison = Envelope(source="/icrs/test", type="icrs.case.updated", subject="s")
+        await bus.publish([poison])
+
+        async def parked() -> bool:
+            return len(await bus.parked("intake")) == 1
+
+        await eventually(parked, within=20)
+        listed = await asyncio.to_thread(icrs, "parked", "list", env=env)
+        assert listed.returncode == 0, listed.stderr
+        [line] = listed.stdout.splitlines()
+        assert line.split("\t")[:6] == [
+            "intake", "probe", "icrs.case.updated", str(poison.id), "delivery_limit", "2"
+        ]  # fmt: skip
+        broken = False
+        unknown = await asyncio.to_thread(
+            icrs, "parked", "replay", "intake", "--event", str(uuid.uuid4()), env=env
+        )
+        assert unknown.returncode == 1
+        assert "not put back" in unknown.stderr
+        assert handled == []
+        back = await asyncio.to_thread(
+            icrs, "parked", "replay", "intake", "--event", str(poison.id), env=env
+        )
+        assert back.returncode == 0, back.stderr
+        assert str(poison.id) in back.stdout
+        await eventually(lambda: handled == [str(poison.id)])
+        again = await asyncio.to_thread(icrs, "parked", "list", "intake", env=env)
+        assert (again.returncode, again.stdout) == (0, "")
+    finally:
+        await bus.delete_topology()
+        await bus.close()
+
+
+def test_parked_needs_the_broker(tmp_path: Path) -> None:
+    result = icrs("parked", "list", env=clean_env(ICRS_DATA_DIR=str(tmp_path)))
+    assert result.returncode == 2
+    assert "ICRS_AMQP_URL" in result.stderr
+    away = clean_env(ICRS_AMQP_URL="amqp://guest:guest@127.0.0.1:1/")
+    result = icrs("parked", "replay", "audit", "--all", env=away)
+    assert result.returncode == 2
+    assert "did not answer" in result.stderr

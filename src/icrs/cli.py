@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -120,6 +121,34 @@ def _parser() -> argparse.ArgumentParser:
         "--key", default=None, help="verifier key to check signatures with (default: the service's)"
     )
     fsck.set_defaults(func=_audit_fsck)
+
+    parked = sub.add_parser(
+        "parked",
+        help="messages a service gave up on (on RabbitMQ): list them, put them back",
+        description=(
+            "Reaches the broker at ICRS_AMQP_URL (in ICRS_AMQP_NAMESPACE). Exit status 0: "
+            "done; 1: a message asked to be put back was not; 2: the broker could not be "
+            "reached."
+        ),
+    )
+    parked_sub = parked.add_subparsers(metavar="action")
+    parked_list = parked_sub.add_parser(
+        "list", help="one line per parked message: service, consumer, type, id, reason"
+    )
+    parked_list.add_argument(
+        "service", nargs="*", type=_service, help=f"default: all ({', '.join(SERVICES)})"
+    )
+    parked_list.set_defaults(func=_parked_list)
+    replay = parked_sub.add_parser(
+        "replay",
+        help="put parked messages back in the queue they came from, their counts anew",
+        description="Do it once the cause is fixed: what fails again is parked again.",
+    )
+    replay.add_argument("service", choices=list(SERVICES))
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--event", action="append", metavar="ID", help="an event id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every message the service parked")
+    replay.set_defaults(func=_parked_replay)
 
     show = sub.add_parser("settings", help="list every ICRS_* setting with its default")
     show.set_defaults(func=_settings)
@@ -497,6 +526,80 @@ def _audit_fsck(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
 
     return asyncio.run(run())
+
+
+def _service(name: str) -> str:
+    if name not in SERVICES:
+        raise argparse.ArgumentTypeError(f"{name!r} is none of {', '.join(SERVICES)}")
+    return name
+
+
+def _parked_list(args: argparse.Namespace) -> int:
+    from icrs_shared.bus import Parked
+
+    async def listing(bus: Any) -> int:
+        for service in args.service or list(SERVICES):
+            records: list[Parked] = await bus.parked(service)
+            for p in records:
+                when = p.parked_at.isoformat() if p.parked_at else "-"
+                print(
+                    f"{service}\t{p.consumer or '-'}\t{p.event_type or '-'}\t"
+                    f"{p.event_id or '-'}\t{p.reason}\t{p.deliveries}\t{when}"
+                )
+        return 0
+
+    return asyncio.run(_with_broker(listing))
+
+
+def _parked_replay(args: argparse.Namespace) -> int:
+    wanted = None if args.all else set(args.event)
+
+    async def replaying(bus: Any) -> int:
+        back = await bus.replay(args.service, wanted)
+        for p in back:
+            print(f"put back: {args.service}\t{p.consumer}\t{p.event_type}\t{p.event_id}")
+        missing = (wanted or set()) - {p.event_id for p in back}
+        for event_id in sorted(missing):
+            print(f"not put back (not parked, or its queue is gone): {event_id}", file=sys.stderr)
+        print(f"{len(back)} put back", file=sys.stderr)
+        return 1 if missing else 0
+
+    return asyncio.run(_with_broker(replaying))
+
+
+async def _with_broker(action: Any, within: float = 10.0) -> int:
+    from icrs_shared.bus import RabbitBus
+
+    settings = Settings()
+    if not settings.amqp_url:
+        print(
+            "Parked messages are on RabbitMQ: set ICRS_AMQP_URL. The one-process default "
+            f"writes them to {settings.data_dir / 'parked'}/<service>.jsonl.",
+            file=sys.stderr,
+        )
+        return 2
+    bus = RabbitBus(
+        settings.amqp_url,
+        exchange=settings.amqp_exchange,
+        namespace=settings.amqp_namespace,
+        delivery_limit=settings.bus_delivery_limit,
+        connection_name="icrs-parked",
+    )
+    # What the client libraries say while they try is for a service's log, not here.
+    for name in ("aio_pika", "aiormq", "icrs_shared.bus"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    await bus.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while not await bus.ready():
+            if asyncio.get_running_loop().time() > deadline:
+                print("The broker at ICRS_AMQP_URL did not answer.", file=sys.stderr)
+                return 2
+            await asyncio.sleep(0.1)
+        result: int = await action(bus)
+        return result
+    finally:
+        await bus.close()
 
 
 def _settings(_: argparse.Namespace) -> int:

@@ -237,3 +237,40 @@ async def test_a_message_that_keeps_coming_back_unanswered_is_parked_in_the_end(
         assert record.extra["returned"] == "3"
         assert record.extra["failed"] == "0"
         assert flight.handled == []
+
+
+async def test_parked_messages_go_back_to_their_queue_once_their_handler_can_take_them(
+    rabbit_bus: RabbitBus,
+) -> None:
+    bus = rabbit_bus
+    broken = True
+    attempts: list[uuid.UUID] = []
+    handled: list[uuid.UUID] = []
+
+    async def handler(env: Envelope) -> None:
+        attempts.append(env.id)
+        if broken:
+            raise RuntimeError("a bug, fixed later")
+        handled.append(env.id)
+
+    await bus.subscribe("t", "fixed", ["case.*"], handler)
+    first, second = event(), event()
+    await bus.publish([first, second])
+
+    async def parked(n: int) -> bool:
+        return len(await bus.parked("t")) == n
+
+    await eventually(lambda: parked(2), within=20)
+    broken = False
+    attempts.clear()
+    [back] = await bus.replay("t", {str(first.id)})
+    assert back.event_id == str(first.id)
+    await eventually(lambda: handled == [first.id])
+    [left] = await bus.parked("t")  # the other one stays where it was
+    assert left.event_id == str(second.id)
+    assert left.reason == "delivery_limit"
+    assert [p.event_id for p in await bus.replay("t")] == [str(second.id)]
+    await eventually(lambda: handled == [first.id, second.id])
+    assert attempts == [first.id, second.id]  # each handled at its first delivery back
+    assert await bus.parked("t") == []
+    assert await bus.replay("t") == []

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -404,18 +404,7 @@ class RabbitBus:
             return False
         channel = handle[0]
         headers = {k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS}
-        headers.update(counts)
-        copy = aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            type=message.type,
-            timestamp=message.timestamp,
-            app_id=message.app_id,
-        )
+        copy = _copy(message, headers | counts)
         try:
             await channel.default_exchange.publish(
                 copy,
@@ -437,27 +426,79 @@ class RabbitBus:
     # operations ------------------------------------------------------------
 
     async def parked(self, service: str) -> list[Parked]:
+        return await self._through_parking(service, None)
+
+    async def replay(self, service: str, event_ids: Collection[str] | None = None) -> list[Parked]:
+        """Put `service`'s parked messages (those of `event_ids`, or all) back at the tail
+        of the queues they were parked from, with their counts started anew, once their
+        handlers can take them; return those put back. A message whose queue is gone stays
+        parked."""
+        return await self._through_parking(
+            service, lambda p: event_ids is None or p.event_id in event_ids
+        )
+
+    async def _through_parking(
+        self, service: str, replaying: Callable[[Parked], bool] | None
+    ) -> list[Parked]:
+        """Read the parking queue of `service` through: each message is either put back
+        where it came from (when `replaying` says so) or returned to parking, in place."""
         if self._conn is None:
             raise BusUnavailable("not connected to the broker")
+        name = self.parking_name(service)
+        try:
+            # A passive declare of a missing queue closes its channel: one of its own.
+            async with self._conn.channel() as probe:
+                await probe.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return []  # the service never declared it: nothing was parked
         out: list[Parked] = []
-        limits = {
-            self.queue_name(s.service, s.consumer): s.delivery_limit
-            for s in self._declared.values()
-        }
         async with self._conn.channel() as channel:
-            queue = await channel.declare_queue(
-                self.parking_name(service), durable=True, arguments={"x-queue-type": "quorum"}
-            )
+            queue = await channel.declare_queue(name, passive=True)
             held: list[AbstractIncomingMessage] = []
-            while True:
-                msg = await queue.get(no_ack=False, fail=False)
-                if msg is None:
-                    break
-                held.append(msg)
-                out.append(_parked(msg, limits))
-            for msg in held:
-                await msg.nack(requeue=True)
+            try:
+                while True:
+                    msg = await queue.get(no_ack=False, fail=False)
+                    if msg is None:
+                        break
+                    record = _parked(msg, self._limit)
+                    if replaying is None:
+                        held.append(msg)
+                        out.append(record)
+                    elif replaying(record) and await self._unpark(channel, msg, record):
+                        out.append(record)
+                    else:
+                        held.append(msg)
+            finally:
+                for msg in held:  # back to parking (so too when the channel is gone)
+                    with contextlib.suppress(*_ACK_ERRORS):
+                        await msg.nack(requeue=True)
         return out
+
+    async def _unpark(
+        self, channel: AbstractChannel, msg: AbstractIncomingMessage, record: Parked
+    ) -> bool:
+        origin = record.extra["queue"]
+        if not origin:
+            return False
+        fresh = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("x-")}
+        try:
+            await channel.default_exchange.publish(
+                _copy(msg, fresh), origin, mandatory=True, timeout=self.publish_timeout
+            )
+        except (aiormq.exceptions.PublishError, aiormq.exceptions.DeliveryError):
+            return False  # its queue is gone, or refuses it
+        await msg.ack()
+        log.info(
+            "parked message put back",
+            extra={"queue": origin, "event_id": record.event_id, "event_type": record.event_type},
+        )
+        return True
+
+    def _limit(self, queue: str) -> int:
+        for sub in self._declared.values():
+            if self.queue_name(sub.service, sub.consumer) == queue:
+                return sub.delivery_limit
+        return self.delivery_limit
 
     async def delete_topology(self, services: Sequence[str] | None = None) -> None:
         """Remove this bus's queues and exchanges (tests, with a namespace)."""
@@ -498,7 +539,21 @@ def _header_int(headers: Any, name: str) -> int:
         return 0
 
 
-def _parked(msg: AbstractIncomingMessage, limits: dict[str, int]) -> Parked:
+def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        timestamp=message.timestamp,
+        app_id=message.app_id,
+    )
+
+
+def _parked(msg: AbstractIncomingMessage, limit_of: Callable[[str], int]) -> Parked:
     headers = msg.headers or {}
     queue = str(headers.get("x-first-death-queue", ""))
     reason = str(headers.get("x-first-death-reason", "unknown"))
@@ -509,8 +564,8 @@ def _parked(msg: AbstractIncomingMessage, limits: dict[str, int]) -> Parked:
     if reason == "rejected" and FAILURES in headers:
         reason = "delivery_limit"  # its handlers failed more often than the limit allows
         deliveries = failures + 1 + returned
-    elif reason == "delivery_limit" and queue in limits:
-        deliveries = limits[queue] + 1 + failures + returned
+    elif reason == "delivery_limit" and queue:
+        deliveries = limit_of(queue) + 1 + failures + returned
     else:
         deliveries = 1 if reason == "rejected" else 0
     event_id = msg.message_id
