@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -567,7 +568,7 @@ def _parked_replay(args: argparse.Namespace) -> int:
     return asyncio.run(_with_broker(replaying))
 
 
-async def _with_broker(action: Any, within: float = 10.0) -> int:
+async def _with_broker(action: Callable[[Any], Awaitable[int]], within: float = 10.0) -> int:
     from icrs_shared.bus import RabbitBus
 
     settings = Settings()
@@ -596,8 +597,7 @@ async def _with_broker(action: Any, within: float = 10.0) -> int:
                 print("The broker at ICRS_AMQP_URL did not answer.", file=sys.stderr)
                 return 2
             await asyncio.sleep(0.1)
-        result: int = await action(bus)
-        return result
+        return await action(bus)
     finally:
         await bus.close()
 
