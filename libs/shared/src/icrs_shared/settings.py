@@ -34,7 +34,10 @@ class Settings(BaseSettings):
         default=5,
         ge=1,
         le=100,
-        description="Failed deliveries a message may have before it is parked.",
+        description=(
+            "Failed deliveries a message may have before it is parked (and each queue's "
+            "x-delivery-limit, when first declared)."
+        ),
     )
     outbox_batch_size: int = Field(
         default=200, ge=1, le=10000, description="Events the relay publishes per batch."
