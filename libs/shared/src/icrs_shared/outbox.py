@@ -239,8 +239,7 @@ class OutboxRelay:
                 self._last_sweep = now
                 if not await self._left_behind():
                     return sent
-                self._catching_up = True
-        self._handed.clear()  # all in the table
+                self._catch_up()  # what was handed over is in the table too
         self._last_sweep = time.monotonic()
         dropped = self._dropped
         claimed = await self._relay_table()
