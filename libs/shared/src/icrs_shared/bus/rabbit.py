@@ -402,16 +402,10 @@ class RabbitBus:
         handle = self._consumers.get((sub.service, sub.consumer))
         if handle is None:
             return False
-        channel = handle[0]
         headers = {k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS}
-        copy = _copy(message, headers | counts)
+        queue = self.queue_name(sub.service, sub.consumer)
         try:
-            await channel.default_exchange.publish(
-                copy,
-                self.queue_name(sub.service, sub.consumer),
-                mandatory=True,
-                timeout=self.publish_timeout,
-            )
+            await self._send_copy(handle[0], message, headers | counts, queue)
         except Exception as exc:  # refused, unroutable, or the broker is away
             log.warning(
                 "could not put a copy back; returning the message instead",
@@ -482,9 +476,7 @@ class RabbitBus:
             return False
         fresh = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("x-")}
         try:
-            await channel.default_exchange.publish(
-                _copy(msg, fresh), origin, mandatory=True, timeout=self.publish_timeout
-            )
+            await self._send_copy(channel, msg, fresh, origin)
         except (aiormq.exceptions.PublishError, aiormq.exceptions.DeliveryError):
             return False  # its queue is gone, or refuses it
         await msg.ack()
@@ -493,6 +485,19 @@ class RabbitBus:
             extra={"queue": origin, "event_id": record.event_id, "event_type": record.event_type},
         )
         return True
+
+    async def _send_copy(
+        self,
+        channel: AbstractChannel,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        queue: str,
+    ) -> None:
+        """Publish a copy of `message` with `headers` straight to `queue`; returns once
+        the broker confirmed it, raises if it refused it or the queue is gone."""
+        await channel.default_exchange.publish(
+            _copy(message, headers), queue, mandatory=True, timeout=self.publish_timeout
+        )
 
     def _limit(self, queue: str) -> int:
         for sub in self._declared.values():
