@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import psutil
 from sqlalchemy import MetaData
 
 from icrs_shared.bus import RabbitBus
@@ -44,8 +45,46 @@ def envelope() -> Envelope:
     )
 
 
-async def raw_ceiling(n: int, batch: int) -> dict[str, float]:
-    """aio-pika alone: confirmed publishes (pipelined per batch), consumed with acks."""
+def broker_process() -> psutil.Process | None:
+    """The local RabbitMQ's Erlang VM, if this machine runs it."""
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "beam.smp":
+            return proc
+    return None
+
+
+def cpu_used(proc: psutil.Process | None) -> float:
+    """CPU seconds a process has used so far (0 if it is not there to ask)."""
+    if proc is None:
+        return 0.0
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.user + t.system
+
+
+class CpuPerMessage:
+    """CPU milliseconds per message, of this process (the client) and of the broker,
+    between `start` and `per`."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.broker = broker_process()
+        self.start()
+
+    def start(self) -> None:
+        self.before = cpu_used(self.me), cpu_used(self.broker)
+
+    def per(self, n: int) -> dict[str, float]:
+        client, broker = cpu_used(self.me) - self.before[0], cpu_used(self.broker) - self.before[1]
+        return {"client": round(1000 * client / n, 4), "rabbitmq": round(1000 * broker / n, 4)}
+
+
+async def raw_ceiling(n: int, batch: int) -> dict[str, Any]:
+    """aio-pika alone: confirmed publishes (pipelined per batch), consumed with acks; with
+    the CPU each message cost the client and the broker, in each direction."""
+    cpu = CpuPerMessage()
     conn = await aio_pika.connect_robust(AMQP)
     name = f"bench-raw-{uuid.uuid4().hex[:8]}"
     body = envelope().to_json()
@@ -53,6 +92,7 @@ async def raw_ceiling(n: int, batch: int) -> dict[str, float]:
         ch = await conn.channel(publisher_confirms=True)
         await ch.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
         start = time.perf_counter()
+        cpu.start()
         for i in range(0, n, batch):
             await asyncio.gather(
                 *(
@@ -64,6 +104,7 @@ async def raw_ceiling(n: int, batch: int) -> dict[str, float]:
                 )
             )
         published = time.perf_counter() - start
+        cpu_publish = cpu.per(n)
         consumer_ch = await conn.channel()
         await consumer_ch.set_qos(prefetch_count=200)
         q = await consumer_ch.get_queue(name)
@@ -78,11 +119,18 @@ async def raw_ceiling(n: int, batch: int) -> dict[str, float]:
                 done.set()
 
         start = time.perf_counter()
+        cpu.start()
         await q.consume(on_message)
         await done.wait()
         consumed = time.perf_counter() - start
+        cpu_consume = cpu.per(n)
         await ch.queue_delete(name)
-    return {"publish_per_s": n / published, "consume_per_s": n / consumed}
+    return {
+        "publish_per_s": n / published,
+        "consume_per_s": n / consumed,
+        "cpu_ms_per_publish": cpu_publish,
+        "cpu_ms_per_consume": cpu_consume,
+    }
 
 
 async def platform_path(n: int, batch: int) -> dict[str, float]:

@@ -44,11 +44,13 @@ from typing import Any
 
 import httpx
 import psutil
-from bus_throughput import raw_ceiling
-from sqlalchemy import text
+from bus_throughput import broker_process, cpu_used, raw_ceiling
+from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from icrs.processes import PlatformClient, ProcessPlatform, ServiceProcess
+from icrs_shared.db import Database
+from icrs_shared.testing.databases import create_database, drop_database
 
 AMQP = os.environ.get("ICRS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG = os.environ.get(
@@ -163,36 +165,137 @@ class Load:
         self._stop_answering.set()
 
 
+def postgres_cpu() -> float:
+    """CPU seconds the local PostgreSQL has used so far: its processes, and the backends
+    that have exited since (counted by the postmaster)."""
+    used = 0.0
+    for proc in psutil.process_iter(["name"]):
+        name = proc.info["name"] or ""
+        if not name.startswith("postgres"):
+            continue
+        used += cpu_used(proc)
+        try:
+            parent = proc.parent()
+            if parent is None or parent.name() != name:  # the postmaster
+                t = proc.cpu_times()
+                used += t.children_user + t.children_system
+        except psutil.Error:
+            continue
+    return used
+
+
 def cpu_seconds(p: ProcessPlatform) -> dict[str, float]:
     """CPU time used so far by each service (its replicas together), PostgreSQL, RabbitMQ
     and this load generator: where a step's work went."""
     used: dict[str, float] = {}
-
-    def add(name: str, proc: psutil.Process, *, reaped: bool = False) -> None:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            return
-        used[name] = used.get(name, 0.0) + t.user + t.system
-        if reaped:  # what its children that have exited used
-            used[name] += t.children_user + t.children_system
-
     for process in p.all_processes():
         if process.pid is not None:
-            add(process.name, psutil.Process(process.pid))
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        name = proc.info["name"] or ""
-        if name.startswith("postgres"):
-            # The postmaster also counts its backends that have exited since.
-            try:
-                postmaster = not proc.parent() or proc.parent().name() != name
-            except psutil.Error:
-                postmaster = False
-            add("postgresql", proc, reaped=postmaster)
-        elif name == "beam.smp":
-            add("rabbitmq", proc)
-    add("load generator", psutil.Process())
+            used[process.name] = used.get(process.name, 0.0) + cpu_used(psutil.Process(process.pid))
+    used["postgresql"] = postgres_cpu()
+    used["rabbitmq"] = cpu_used(broker_process())
+    used["load generator"] = cpu_used(psutil.Process())
     return used
+
+
+async def transaction_floor(n: int = 4000, clients: int = 8) -> dict[str, float]:
+    """The least a consumer's or a request's transaction costs on the services' stack:
+    a `Database.transaction()` (SQLAlchemy's async session over asyncpg, the services'
+    pool settings) inserting one row, `clients` at a time; CPU milliseconds per
+    transaction of this process and of PostgreSQL."""
+    url = await create_database(PG, prefix="icrs_bench_txn")
+    table = Table("t", MetaData(), Column("id", BigInteger, primary_key=True), Column("v", Integer))
+    db = Database(url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+
+        async def client(count: int) -> None:
+            for _ in range(count):
+                async with db.transaction() as session:
+                    await session.execute(insert(table).values(v=1))
+
+        await client(100)  # warm: connections, compiled statement
+        me, server, began = cpu_used(psutil.Process()), postgres_cpu(), time.perf_counter()
+        await asyncio.gather(*(client(n // clients) for _ in range(clients)))
+        done = n // clients * clients
+        return {
+            "per_s": round(done / (time.perf_counter() - began), 1),
+            "cpu_ms_client": round(1000 * (cpu_used(psutil.Process()) - me) / done, 4),
+            "cpu_ms_postgresql": round(1000 * (postgres_cpu() - server) / done, 4),
+        }
+    finally:
+        await db.dispose()
+        await drop_database(url)
+
+
+async def tallies(p: ProcessPlatform, load: Load) -> dict[str, int]:
+    """Counts of work done so far: events in the audit log, messages the other consumers
+    took in within a transaction (their inbox rows), and write requests that succeeded
+    (a case, a consent, an assessment per person; each answer to a referral)."""
+    backlog = await p.backlog()
+    return {
+        "events": backlog.logged,
+        "consumed": sum(backlog.consumed.values()),
+        "writes": 3 * len(load.cases) + load.answered,
+    }
+
+
+def per_case(before: dict[str, int], after: dict[str, int], cases: int) -> dict[str, float]:
+    """What each case of a step took, at the least: events published (each one confirmed
+    publish); deliveries consumed with an ack (the audit log's, one an event, and those
+    of the consumers that wrote an inbox row; consumers that ack an event untouched are
+    not counted); write transactions (the write requests and those inbox rows)."""
+    events = after["events"] - before["events"]
+    consumed = after["consumed"] - before["consumed"]
+    writes = after["writes"] - before["writes"]
+    cases = max(cases, 1)
+    return {
+        "events": round(events / cases, 2),
+        "deliveries_at_least": round((events + consumed) / cases, 2),
+        "write_transactions_at_least": round((writes + consumed) / cases, 2),
+    }
+
+
+def floor_ms(counts: dict[str, float], ceiling: dict[str, Any]) -> dict[str, float]:
+    """CPU milliseconds a case needs at the least, counting only its messages and
+    transactions at the per-message and per-transaction costs measured beside the
+    ceilings (no HTTP, no statement but one insert, no routing, encryption or logging):
+    the messages' (aio-pika and RabbitMQ), the transactions' (SQLAlchemy over asyncpg,
+    and PostgreSQL), and the two together."""
+    rabbit, txn = ceiling["rabbitmq"], ceiling["transaction"]
+    publish = sum(rabbit["cpu_ms_per_publish"].values())
+    consume = sum(rabbit["cpu_ms_per_consume"].values())
+    commit = txn["cpu_ms_client"] + txn["cpu_ms_postgresql"]
+    messages = counts["events"] * publish + counts["deliveries_at_least"] * consume
+    transactions = counts["write_transactions_at_least"] * commit
+    return {
+        "messages": round(messages, 2),
+        "transactions": round(transactions, 2),
+        "total": round(messages + transactions, 2),
+    }
+
+
+def at_a_quarter(step: dict[str, Any], ceiling: dict[str, Any]) -> dict[str, float]:
+    """The CPU, in cores, that a quarter of the raw confirmed-publish rate would take with
+    the work per case of `step`: its floor's messages, its floor's transactions, and the
+    load generator's measured share (what the benchmark's requests cost the client side,
+    whatever the platform does)."""
+    events_per_s = ceiling["rabbitmq"]["publish_per_s"] / 4
+    cases_per_s = float(events_per_s / step["per_case"]["events"])
+    floor = step["floor_cpu_ms_per_case"]
+
+    def cores(ms: float) -> float:
+        return round(ms * cases_per_s / 1000, 2)
+
+    return {
+        "events_per_s": round(events_per_s, 1),
+        "cases_per_s": round(cases_per_s, 1),
+        "floor_messages_cores": cores(floor["messages"]),
+        "floor_transactions_cores": cores(floor["transactions"]),
+        "floor_cores": cores(floor["total"]),
+        "load_generator_cores": cores(step["cpu_ms_per_case"]["load generator"]),
+        "machine_cores": os.cpu_count() or 0,
+    }
 
 
 async def step_figures(
@@ -330,7 +433,11 @@ async def parties(client: PlatformClient) -> tuple[dict[str, str], dict[str, str
 
 
 async def run_platform(
-    replicas: int, rates: list[float], step_seconds: float, data_dir: Path
+    replicas: int,
+    rates: list[float],
+    step_seconds: float,
+    data_dir: Path,
+    ceiling: dict[str, Any],
 ) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     async with bench_platform(replicas, data_dir) as p:
@@ -343,9 +450,11 @@ async def run_platform(
                 for step, rate in enumerate(rates):
                     begin = datetime.now(UTC)
                     cpu_before = cpu_seconds(p)
+                    done_before = await tallies(p, load)
                     started, took = await load.run_step(step, rate, step_seconds)
                     end = datetime.now(UTC)
                     drain = await settle(p, load, within=120)
+                    counts = per_case(done_before, await tallies(p, load), started)
                     cpu = {
                         name: round(1000 * (used - cpu_before.get(name, 0.0)) / max(started, 1), 1)
                         for name, used in cpu_seconds(p).items()
@@ -358,6 +467,8 @@ async def run_platform(
                         "failed_requests": load.failures,
                         "settled_after_s": round(drain, 1),
                         "cpu_ms_per_case": cpu,
+                        "per_case": counts,
+                        "floor_cpu_ms_per_case": floor_ms(counts, ceiling),
                         "load_average": os.getloadavg()[0],
                     }
                     steps.append(figures)
@@ -495,13 +606,17 @@ async def main() -> None:
     rates = [float(r) for r in args.rates.split(",")]
     load_at_start = os.getloadavg()[0]
 
-    ceiling = {"rabbitmq": await raw_ceiling(args.ceiling_events, 200), "postgres": pgbench(10)}
+    ceiling = {
+        "rabbitmq": await raw_ceiling(args.ceiling_events, 200),
+        "postgres": pgbench(10),
+        "transaction": await transaction_floor(),
+    }
     print(json.dumps(ceiling), flush=True)
     runs = []
     for replicas in (int(r) for r in args.replicas.split(",")):
         data_dir = Path(tempfile.mkdtemp(prefix="icrs-bench-"))
         try:
-            runs.append(await run_platform(replicas, rates, args.step_seconds, data_dir))
+            runs.append(await run_platform(replicas, rates, args.step_seconds, data_dir, ceiling))
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
     drains = []
@@ -512,10 +627,10 @@ async def main() -> None:
             print(json.dumps(drains[-1]), flush=True)
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
-    best = max(
-        (s["events_per_s"] for run in runs for s in run["steps"]),
-        default=0.0,
+    best_step = max(
+        (s for run in runs for s in run["steps"]), key=lambda s: s["events_per_s"], default=None
     )
+    best = best_step["events_per_s"] if best_step else 0.0
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -530,6 +645,9 @@ async def main() -> None:
         "best_events_vs_raw_confirmed_publish": round(
             best / ceiling["rabbitmq"]["publish_per_s"], 4
         ),
+        "a_quarter_of_raw_publish_would_need": at_a_quarter(best_step, ceiling)
+        if best_step
+        else None,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
