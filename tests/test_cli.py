@@ -184,3 +184,23 @@ def test_parked_needs_the_broker(tmp_path: Path) -> None:
     result = icrs("parked", "replay", "audit", "--all", env=away)
     assert result.returncode == 2
     assert "did not answer" in result.stderr
+
+
+def test_the_command_loads_no_service_until_one_is_asked_for() -> None:
+    # Operator commands (`icrs parked`, `icrs settings`) start in a moment: the four web
+    # applications and the web server are imported only by the commands that run them.
+    probe = (
+        "import sys, icrs.cli\n"
+        "from icrs.services import SERVICES\n"
+        "loaded = lambda: sorted(m for m in HEAVY if m in sys.modules)\n"
+        "HEAVY = ['fastapi', 'uvicorn'] + [f'icrs_{s}.app' for s in SERVICES]\n"
+        "before = loaded()\n"
+        "SERVICES['audit'].settings\n"
+        "settings_only = loaded()\n"
+        "SERVICES['audit'].prefixes\n"
+        "print(before, settings_only, loaded())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[] [] ['fastapi', 'icrs_audit.app']"

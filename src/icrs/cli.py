@@ -1,4 +1,5 @@
-"""The `icrs` command."""
+"""The `icrs` command. What a command needs is imported when it runs: listing parked
+messages does not load four web applications."""
 
 from __future__ import annotations
 
@@ -9,16 +10,14 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import uvicorn
-
-from icrs_shared.logs import configure_logging
 from icrs_shared.settings import Settings, settings_table
-from icrs_shared.telemetry import setup_tracing, shutdown_tracing
 
-from .http import head_timed
 from .services import SERVICES, platform_consumers
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from icrs_shared.logs import configure_logging
+    from icrs_shared.telemetry import setup_tracing
+
     from .platform import Platform, PlatformOptions
 
     base = Settings()
@@ -188,6 +190,8 @@ def _up(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from icrs_shared.bus import RabbitBus
+    from icrs_shared.logs import configure_logging
+    from icrs_shared.telemetry import setup_tracing
 
     entry = SERVICES[args.service]
     settings = entry.make_settings()
@@ -258,6 +262,10 @@ def server_config(
     """How the platform's processes serve: no uvicorn logging (the apps log their requests),
     the limits above, a deadline for each request's head, and the proxies whose forwarded
     headers are believed."""
+    import uvicorn
+
+    from .http import head_timed
+
     return uvicorn.Config(
         app,
         host=host,
@@ -272,6 +280,10 @@ def server_config(
 
 
 def _run(app: Any, host: str, port: int, settings: Settings, after_start: Any = None) -> None:
+    import uvicorn
+
+    from icrs_shared.telemetry import shutdown_tracing
+
     config = server_config(
         app,
         host,

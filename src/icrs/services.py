@@ -1,31 +1,46 @@
-"""The four services, by name: how to build each one's settings and app."""
+"""The four services, by name: how to build each one's settings and app. A service's
+modules are imported when first asked for: a command about one service, or none,
+does not load all four."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
-from fastapi import FastAPI
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
-import icrs_audit.app
-import icrs_intake.app
-import icrs_partners.app
-import icrs_referral.app
-from icrs_audit.settings import AuditSettings
-from icrs_intake.settings import IntakeSettings
-from icrs_partners.settings import PartnersSettings
-from icrs_referral.settings import ReferralSettings
-from icrs_shared.settings import ServiceSettings
+    from icrs_shared.settings import ServiceSettings
 
 
 @dataclass(frozen=True)
 class ServiceEntry:
     name: str
-    settings: type[ServiceSettings]
-    create_app: Callable[..., FastAPI]
-    prefixes: tuple[str, ...]
-    package: str
+    #: The name of its settings class in `<package>.settings`.
+    settings_class: str
+
+    @property
+    def package(self) -> str:
+        return f"icrs_{self.name}"
+
+    def module(self, name: str) -> ModuleType:
+        return importlib.import_module(f"{self.package}.{name}")
+
+    @property
+    def settings(self) -> type[ServiceSettings]:
+        return cast("type[ServiceSettings]", getattr(self.module("settings"), self.settings_class))
+
+    @property
+    def create_app(self) -> Callable[..., FastAPI]:
+        return cast("Callable[..., FastAPI]", self.module("app").create_app)
+
+    @cached_property
+    def prefixes(self) -> tuple[str, ...]:  # asked on every request of the one process
+        return cast("tuple[str, ...]", self.module("app").PATH_PREFIXES)
 
     def make_settings(self, **overrides: Any) -> ServiceSettings:
         return self.settings(**overrides)
@@ -33,34 +48,10 @@ class ServiceEntry:
 
 # Partners first: it issues the tokens and keys the others check.
 SERVICES: dict[str, ServiceEntry] = {
-    "partners": ServiceEntry(
-        "partners",
-        PartnersSettings,
-        icrs_partners.app.create_app,
-        icrs_partners.app.PATH_PREFIXES,
-        "icrs_partners",
-    ),
-    "intake": ServiceEntry(
-        "intake",
-        IntakeSettings,
-        icrs_intake.app.create_app,
-        icrs_intake.app.PATH_PREFIXES,
-        "icrs_intake",
-    ),
-    "referral": ServiceEntry(
-        "referral",
-        ReferralSettings,
-        icrs_referral.app.create_app,
-        icrs_referral.app.PATH_PREFIXES,
-        "icrs_referral",
-    ),
-    "audit": ServiceEntry(
-        "audit",
-        AuditSettings,
-        icrs_audit.app.create_app,
-        icrs_audit.app.PATH_PREFIXES,
-        "icrs_audit",
-    ),
+    "partners": ServiceEntry("partners", "PartnersSettings"),
+    "intake": ServiceEntry("intake", "IntakeSettings"),
+    "referral": ServiceEntry("referral", "ReferralSettings"),
+    "audit": ServiceEntry("audit", "AuditSettings"),
 }
 
 
@@ -82,10 +73,9 @@ def platform_consumers() -> list[tuple[str, str]]:
     from icrs_audit.state import CONSUMER as AUDIT_LOG
     from icrs_referral.state import CONSUMER as REFERRAL_VIEW
 
-    apps = (icrs_partners.app, icrs_intake.app, icrs_referral.app, icrs_audit.app)
     found = [
         (app.SPEC.name, consumer.name)
-        for app in apps
+        for app in (entry.module("app") for entry in SERVICES.values())
         if app.SPEC.consumers is not None
         for consumer in app.SPEC.consumers.items
     ]
