@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Table, delete
+from sqlalchemy import Insert, Table, bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,21 @@ Wanted = Callable[[AsyncSession, Envelope], Awaitable[bool]]
 class Inbox:
     def __init__(self, table: Table) -> None:
         self.table = table
+        # The claim's statement, made once per dialect (every delivery runs it).
+        self._claims: dict[str, Insert] = {}
+
+    def _claim(self, dialect: str) -> Insert:
+        stmt = self._claims.get(dialect)
+        if stmt is None:
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            columns = ("consumer", "event_id", "processed_at")
+            stmt = (
+                insert(self.table)
+                .values({c: bindparam(c) for c in columns})
+                .on_conflict_do_nothing()
+            )
+            self._claims[dialect] = stmt
+        return stmt
 
     async def claim(self, session: AsyncSession, consumer: str, event_id: uuid.UUID) -> bool:
         """Record the event for `consumer`; False when it was already processed.
@@ -34,9 +49,7 @@ class Inbox:
         """
         values = {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)}
         dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(self.table).values(**values).on_conflict_do_nothing()
-        result = await session.execute(stmt)
+        result = await session.execute(self._claim(dialect), values)
         return bool(getattr(result, "rowcount", 0) == 1)
 
     async def forget_before(self, session: AsyncSession, age: timedelta) -> None:
