@@ -15,8 +15,13 @@ behind. For each step:
 
 The ceilings: raw aio-pika confirmed publishes into a quorum queue and consumption with
 acks (`bus_throughput.raw_ceiling`), and PostgreSQL's commit rate (pgbench, one insert per
-transaction). `--replicas 2` runs two processes each of the referral and audit services
-and checks that no need got two referrals and no event two log entries. The drain
+transaction). Beside them, the least a case's messages and transactions cost: CPU per
+confirmed publish and per acked consume (client and broker), per one-insert transaction
+on the services' stack (client and PostgreSQL), times what each case of a step took;
+and what a quarter of the raw confirmed-publish rate would take in cores.
+
+`--replicas 2` runs two processes each of the referral and audit services and checks
+that no need got two referrals and no event two log entries. The drain
 (`--drain-cases`) measures one and two replicas of referral, then of audit, each alone on
 the machine, working off a backlog.
 
