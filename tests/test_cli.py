@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from icrs.processes import delete_namespace
-from icrs_shared.bus import RabbitBus
+from icrs_shared.bus import RabbitBus, parking
 from icrs_shared.db import Database
 from icrs_shared.events import Envelope
 from icrs_shared.migrate import current_revision, head_revision
@@ -176,14 +176,47 @@ async def test_parked_lists_and_puts_back_what_a_service_gave_up_on(
         await bus.close()
 
 
-def test_parked_needs_the_broker(tmp_path: Path) -> None:
-    result = icrs("parked", "list", env=clean_env(ICRS_DATA_DIR=str(tmp_path)))
-    assert result.returncode == 2
-    assert "ICRS_AMQP_URL" in result.stderr
+def test_parked_needs_the_broker_it_is_given() -> None:
     away = clean_env(ICRS_AMQP_URL="amqp://guest:guest@127.0.0.1:1/")
-    result = icrs("parked", "replay", "audit", "--all", env=away)
-    assert result.returncode == 2
-    assert "did not answer" in result.stderr
+    for command in (["list"], ["replay", "audit", "--all"]):
+        result = icrs("parked", *command, env=away)
+        assert result.returncode == 2
+        assert "did not answer" in result.stderr
+
+
+def test_parked_in_the_one_process_default_are_its_files(tmp_path: Path) -> None:
+    env = clean_env(ICRS_DATA_DIR=str(tmp_path))
+    assessed = Envelope(source="/icrs/intake", type="icrs.needs.assessed", subject="n-1")
+    line = {
+        "consumer": "routing",
+        "reason": "delivery_limit",
+        "deliveries": 6,
+        "parked_at": "2026-11-29T06:00:00+00:00",
+        "error_type": "RuntimeError",
+        "event": json.loads(assessed.to_json()),
+    }
+    parking.park(tmp_path / "parked", "referral", line)
+
+    listed = icrs("parked", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        f"referral\trouting\ticrs.needs.assessed\t{assessed.id}\tdelivery_limit\t6\t"
+        "2026-11-29T06:00:00+00:00"
+    ]
+    unknown = icrs("parked", "replay", "referral", "--event", str(uuid.uuid4()), env=env)
+    assert unknown.returncode == 1
+    assert "not put back" in unknown.stderr
+    back = icrs("parked", "replay", "referral", "--event", str(assessed.id), env=env)
+    assert back.returncode == 0, back.stderr
+    assert back.stdout.startswith(
+        f"put back: referral\trouting\ticrs.needs.assessed\t{assessed.id}"
+    )
+    # Waiting for the platform to take it in: listed as put back, no longer as parked.
+    listed = icrs("parked", "list", "referral", env=env)
+    assert [row.split("\t")[3:5] for row in listed.stdout.splitlines()] == [
+        [str(assessed.id), "put_back"]
+    ]
+    assert parking.parked(tmp_path / "parked", "referral") == []
 
 
 def test_the_command_loads_no_service_until_one_is_asked_for() -> None:

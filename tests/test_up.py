@@ -10,11 +10,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from icrs_audit.state import CONSUMER as AUDIT_LOG
+from icrs_shared.bus import parking
+from icrs_shared.events import Envelope
+from icrs_shared.events.catalog import CaseErased
 
 
 def _free_port() -> int:
@@ -99,3 +105,44 @@ def test_up_serves_all_four_and_a_restart_keeps_data_and_admin(tmp_path: Path) -
         assert wait_ready(port)["status"] == "ok"
     assert json.loads(admin_file.read_text()) == creds
     assert admin_clients(data_dir) == first_clients
+
+
+def test_up_takes_in_what_an_operator_put_back(tmp_path: Path) -> None:
+    # A message the audit log parked (written as the in-process bus writes it), put back
+    # with `icrs parked replay` while `icrs up` runs: it lands in the log.
+    data_dir = tmp_path / "var"
+    erased = Envelope(
+        source="/icrs/intake",
+        type="icrs.case.erased",
+        data=CaseErased(case_id=uuid.uuid4(), organization_id=uuid.uuid4()).model_dump(mode="json"),
+    )
+    line = {
+        "consumer": AUDIT_LOG,
+        "reason": "delivery_limit",
+        "deliveries": 6,
+        "parked_at": "2026-11-29T06:00:00+00:00",
+        "error_type": "OperationalError",
+        "event": json.loads(erased.to_json()),
+    }
+    parking.park(data_dir / "parked", "audit", line)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ICRS_")}
+    env["ICRS_DATA_DIR"] = str(data_dir)
+    command = [sys.executable, "-m", "icrs.cli", "parked", "replay", "audit", "--all"]
+    port = _free_port()
+
+    def logged() -> list[str]:
+        with sqlite3.connect(data_dir / "audit.db") as conn:
+            rows = conn.execute("SELECT event_id FROM log_entries").fetchall()
+        return [str(uuid.UUID(str(r[0]))) for r in rows]
+
+    with running_platform(data_dir, port):
+        wait_ready(port)
+        assert str(erased.id) not in logged()
+        replay = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert replay.returncode == 0, replay.stderr
+        deadline = time.monotonic() + 10
+        while str(erased.id) not in logged() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert logged().count(str(erased.id)) == 1
+    assert parking.parked(data_dir / "parked", "audit") == []
+    assert parking.waiting(data_dir / "parked", "audit") == []

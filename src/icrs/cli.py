@@ -19,6 +19,8 @@ from .services import SERVICES, platform_consumers
 if TYPE_CHECKING:
     import uvicorn
 
+    from icrs_shared.bus import Parked
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -124,11 +126,12 @@ def _parser() -> argparse.ArgumentParser:
 
     parked = sub.add_parser(
         "parked",
-        help="messages a service gave up on (on RabbitMQ): list them, put them back",
+        help="messages a service gave up on: list them, put them back",
         description=(
-            "Reaches the broker at ICRS_AMQP_URL (in ICRS_AMQP_NAMESPACE). Exit status 0: "
-            "done; 1: a message asked to be put back was not; 2: the broker could not be "
-            "reached."
+            "With ICRS_AMQP_URL, on RabbitMQ (in ICRS_AMQP_NAMESPACE); without it, in the "
+            "one-process default's files under <data dir>/parked, whose running platform "
+            "takes in what is put back within seconds. Exit status 0: done; 1: a message "
+            "asked to be put back was not; 2: the broker could not be reached."
         ),
     )
     parked_sub = parked.add_subparsers(metavar="action")
@@ -547,50 +550,75 @@ def _service(name: str) -> str:
     return name
 
 
-def _parked_list(args: argparse.Namespace) -> int:
-    from icrs_shared.bus import Parked
+def _print_parked(service: str, records: list[Parked], reason: str | None = None) -> None:
+    for p in records:
+        when = p.parked_at.isoformat() if p.parked_at else "-"
+        print(
+            f"{service}\t{p.consumer or '-'}\t{p.event_type or '-'}\t"
+            f"{p.event_id or '-'}\t{reason or p.reason}\t{p.deliveries}\t{when}"
+        )
 
-    async def listing(bus: Any) -> int:
-        for service in args.service or list(SERVICES):
-            records: list[Parked] = await bus.parked(service)
-            for p in records:
-                when = p.parked_at.isoformat() if p.parked_at else "-"
-                print(
-                    f"{service}\t{p.consumer or '-'}\t{p.event_type or '-'}\t"
-                    f"{p.event_id or '-'}\t{p.reason}\t{p.deliveries}\t{when}"
-                )
+
+def _parking_dir(settings: Settings) -> Path:
+    return settings.data_dir / "parked"
+
+
+def _parked_list(args: argparse.Namespace) -> int:
+    services = args.service or list(SERVICES)
+    settings = Settings()
+    if not settings.amqp_url:  # the one-process default's files
+        from icrs_shared.bus import parking
+
+        for service in services:
+            _print_parked(service, parking.parked(_parking_dir(settings), service))
+            _print_parked(service, parking.waiting(_parking_dir(settings), service), "put_back")
         return 0
 
-    return asyncio.run(_with_broker(listing))
+    async def listing(bus: Any) -> int:
+        for service in services:
+            _print_parked(service, await bus.parked(service))
+        return 0
+
+    return asyncio.run(_with_broker(listing, settings))
 
 
 def _parked_replay(args: argparse.Namespace) -> int:
     wanted = None if args.all else set(args.event)
 
-    async def replaying(bus: Any) -> int:
-        back = await bus.replay(args.service, wanted)
+    def report(back: list[Parked], where: str) -> int:
         for p in back:
             print(f"put back: {args.service}\t{p.consumer}\t{p.event_type}\t{p.event_id}")
         missing = (wanted or set()) - {p.event_id for p in back}
         for event_id in sorted(missing):
-            print(f"not put back (not parked, or its queue is gone): {event_id}", file=sys.stderr)
+            print(f"not put back (not parked, or its {where} is gone): {event_id}", file=sys.stderr)
         print(f"{len(back)} put back", file=sys.stderr)
         return 1 if missing else 0
 
-    return asyncio.run(_with_broker(replaying))
-
-
-async def _with_broker(action: Callable[[Any], Awaitable[int]], within: float = 10.0) -> int:
-    from icrs_shared.bus import RabbitBus
-
     settings = Settings()
     if not settings.amqp_url:
-        print(
-            "Parked messages are on RabbitMQ: set ICRS_AMQP_URL. The one-process default "
-            f"writes them to {settings.data_dir / 'parked'}/<service>.jsonl.",
-            file=sys.stderr,
-        )
-        return 2
+        from icrs_shared.bus import parking
+
+        back = parking.put_back(_parking_dir(settings), args.service, wanted)
+        if back:
+            print(
+                "The running platform hands them to their consumers within seconds "
+                "(or when it next starts).",
+                file=sys.stderr,
+            )
+        return report(back, "file")
+
+    async def replaying(bus: Any) -> int:
+        return report(await bus.replay(args.service, wanted), "queue")
+
+    return asyncio.run(_with_broker(replaying, settings))
+
+
+async def _with_broker(
+    action: Callable[[Any], Awaitable[int]], settings: Settings, within: float = 10.0
+) -> int:
+    from icrs_shared.bus import RabbitBus
+
+    assert settings.amqp_url
     bus = RabbitBus(
         settings.amqp_url,
         exchange=settings.amqp_exchange,

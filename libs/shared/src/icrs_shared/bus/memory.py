@@ -3,7 +3,9 @@
 `publish` returns only when every matching consumer has handled the envelope (or
 parked it), so an outbox row is marked sent only after its effects are committed:
 a crash in between means the relay publishes it again and the inboxes drop the
-repeat. Parked envelopes are appended to a JSON-lines file when one is given.
+repeat. Parked envelopes are appended to a JSON-lines file when a parking directory is
+given; the bus then also takes in the ones an operator put back (`icrs parked replay`,
+see `parking`), every `replay_every` seconds, and hands each to its consumer again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from ..events import Envelope
 from ..telemetry import consume_span
+from . import parking
 from .base import (
     BusUnavailable,
     ConsumersMissing,
@@ -133,22 +136,104 @@ class InProcessBus:
         delivery_limit: int = 5,
         parking_dir: Path | None = None,
         required: Sequence[tuple[str, str]] = (),
+        replay_every: float = 1.0,
     ) -> None:
         self.delivery_limit = delivery_limit
         self.parking_dir = parking_dir
         self.required = tuple(required)
+        self.replay_every = replay_every
         self._consumers: list[_Consumer] = []
         self._parked: dict[str, list[Parked]] = {}
         self._running = False
+        self._replayer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._running = True
         for c in self._consumers:
             c.start()
+        if self.parking_dir is not None and self._replayer is None:
+            self._replayer = asyncio.create_task(self._replaying(), name="bus:replay")
 
     async def close(self) -> None:
         self._running = False
+        if self._replayer is not None:
+            self._replayer.cancel()
+            await asyncio.gather(self._replayer, return_exceptions=True)
+            self._replayer = None
         await asyncio.gather(*(c.stop() for c in self._consumers))
+
+    async def _replaying(self) -> None:
+        while True:
+            try:
+                await self.replay_put_back()
+            except (OSError, ValueError) as exc:
+                log.error("parked messages put back could not be read", exc_info=exc)
+            await asyncio.sleep(self.replay_every)
+
+    async def replay_put_back(self) -> int:
+        """Hand the messages put back in the parking directory to their consumers, one at a
+        time, each with its deliveries counted anew; how many were handled (or parked
+        again). A message whose consumer is not subscribed (yet) waits for a later round."""
+        if self.parking_dir is None:
+            return 0
+        directory = self.parking_dir
+        handed = 0
+        for service, lines in (await asyncio.to_thread(parking.take_replays, directory)).items():
+            left: list[parking.Line] = []
+            done = 0  # lines[:done] are handled, parked again or left
+            try:
+                for line in lines:
+                    consumer = self._consumer(service, str(line.get("consumer")))
+                    if consumer is None or not self._running:
+                        left.append(line)
+                        done += 1
+                        continue
+                    try:
+                        env = Envelope.from_json(json.dumps(line["event"]))
+                    except (KeyError, ValueError) as exc:
+                        log.error(
+                            "a message put back is not an event: parked again",
+                            extra={"consumer": f"{service}.{consumer.sub.consumer}"},
+                            exc_info=exc,
+                        )
+                        parking.park(directory, service, line)
+                        done += 1
+                        continue
+                    # Its record goes; one failing again is parked with a new one.
+                    self._forget_parked(service, consumer.sub.consumer, str(env.id))
+                    d = _Delivery(env, asyncio.get_running_loop().create_future())
+                    consumer.queue.put_nowait(d)
+                    try:
+                        await d.done
+                    except BusUnavailable:
+                        break  # the consumer stopped: the rest waits for the next start
+                    done += 1
+                    handed += 1
+                    log.info(
+                        "parked message handed to its consumer again",
+                        extra={
+                            "consumer": f"{service}.{consumer.sub.consumer}",
+                            "event_id": str(env.id),
+                            "event_type": env.type,
+                        },
+                    )
+            finally:
+                # Also when cancelled mid-way: what is not done stays for the next round.
+                parking.done_replaying(directory, service, left + lines[done:])
+        return handed
+
+    def _consumer(self, service: str, name: str) -> _Consumer | None:
+        for c in self._consumers:
+            if c.sub.service == service and c.sub.consumer == name:
+                return c
+        return None
+
+    def _forget_parked(self, service: str, consumer: str, event_id: str) -> None:
+        self._parked[service] = [
+            p
+            for p in self._parked.get(service, [])
+            if not (p.consumer == consumer and p.event_id == event_id)
+        ]
 
     async def ready(self) -> bool:
         return self._running
@@ -230,7 +315,6 @@ class InProcessBus:
             },
         )
         if self.parking_dir is not None:
-            self.parking_dir.mkdir(parents=True, exist_ok=True)
             line = {
                 "consumer": sub.consumer,
                 "reason": parked.reason,
@@ -239,5 +323,4 @@ class InProcessBus:
                 "error_type": error,
                 "event": json.loads(parked.body),
             }
-            with (self.parking_dir / f"{sub.service}.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
+            parking.park(self.parking_dir, sub.service, line)
