@@ -579,18 +579,18 @@ def _parked_list(args: argparse.Namespace) -> int:
             _print_parked(service, await bus.parked(service))
         return 0
 
-    return asyncio.run(_with_broker(listing, settings))
+    return asyncio.run(_with_broker(listing, settings.amqp_url, settings))
 
 
 def _parked_replay(args: argparse.Namespace) -> int:
     wanted = None if args.all else set(args.event)
 
-    def report(back: list[Parked], where: str) -> int:
+    def report(back: list[Parked], why: str) -> int:
         for p in back:
             print(f"put back: {args.service}\t{p.consumer}\t{p.event_type}\t{p.event_id}")
         missing = (wanted or set()) - {p.event_id for p in back}
         for event_id in sorted(missing):
-            print(f"not put back (not parked, or its {where} is gone): {event_id}", file=sys.stderr)
+            print(f"not put back ({why}): {event_id}", file=sys.stderr)
         print(f"{len(back)} put back", file=sys.stderr)
         return 1 if missing else 0
 
@@ -605,22 +605,21 @@ def _parked_replay(args: argparse.Namespace) -> int:
                 "(or when it next starts).",
                 file=sys.stderr,
             )
-        return report(back, "file")
+        return report(back, "not parked")
 
     async def replaying(bus: Any) -> int:
-        return report(await bus.replay(args.service, wanted), "queue")
+        return report(await bus.replay(args.service, wanted), "not parked, or its queue is gone")
 
-    return asyncio.run(_with_broker(replaying, settings))
+    return asyncio.run(_with_broker(replaying, settings.amqp_url, settings))
 
 
 async def _with_broker(
-    action: Callable[[Any], Awaitable[int]], settings: Settings, within: float = 10.0
+    action: Callable[[Any], Awaitable[int]], amqp_url: str, settings: Settings, within: float = 10.0
 ) -> int:
     from icrs_shared.bus import RabbitBus
 
-    assert settings.amqp_url
     bus = RabbitBus(
-        settings.amqp_url,
+        amqp_url,
         exchange=settings.amqp_exchange,
         namespace=settings.amqp_namespace,
         delivery_limit=settings.bus_delivery_limit,
