@@ -102,11 +102,14 @@ def put_back(directory: Path, service: str, event_ids: Collection[str] | None) -
         return []
     with locked(directory):
         path = directory / f"{service}{_PARKED}"
-        lines = _read(path)
-        chosen = [line for line in lines if event_ids is None or _event_id(line) in event_ids]
+        chosen: list[Line] = []
+        kept: list[Line] = []
+        for line in _read(path):
+            wanted = event_ids is None or _event_id(line) in event_ids
+            (chosen if wanted else kept).append(line)
         if chosen:
             _append(directory / f"{service}{_REPLAY}", chosen)
-            _rewrite(path, [line for line in lines if line not in chosen])
+            _rewrite(path, kept)
     return [as_parked(line) for line in chosen]
 
 
