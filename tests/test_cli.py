@@ -22,6 +22,7 @@ from icrs_shared.db import Database
 from icrs_shared.events import Envelope
 from icrs_shared.migrate import current_revision, head_revision
 from icrs_shared.testing import eventually
+from icrs_shared.testing.parking import park
 
 from .test_up import _free_port
 
@@ -187,21 +188,18 @@ def test_parked_needs_the_broker_it_is_given() -> None:
 def test_parked_in_the_one_process_default_are_its_files(tmp_path: Path) -> None:
     env = clean_env(ICRS_DATA_DIR=str(tmp_path))
     assessed = Envelope(source="/icrs/intake", type="icrs.needs.assessed", subject="n-1")
-    line = {
-        "consumer": "routing",
-        "reason": "delivery_limit",
-        "deliveries": 6,
-        "parked_at": "2026-11-29T06:00:00+00:00",
-        "error_type": "RuntimeError",
-        "event": json.loads(assessed.to_json()),
-    }
-    parking.park(tmp_path / "parked", "referral", line)
+    asyncio.run(park(tmp_path / "parked", "referral", "routing", assessed))
 
     listed = icrs("parked", "list", env=env)
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines() == [
-        f"referral\trouting\ticrs.needs.assessed\t{assessed.id}\tdelivery_limit\t6\t"
-        "2026-11-29T06:00:00+00:00"
+    [row] = listed.stdout.splitlines()
+    assert row.split("\t")[:6] == [
+        "referral",
+        "routing",
+        "icrs.needs.assessed",
+        str(assessed.id),
+        "delivery_limit",
+        "1",
     ]
     unknown = icrs("parked", "replay", "referral", "--event", str(uuid.uuid4()), env=env)
     assert unknown.returncode == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from icrs_audit.state import CONSUMER as AUDIT_LOG
 from icrs_shared.bus import parking
 from icrs_shared.events import Envelope
 from icrs_shared.events.catalog import CaseErased
+from icrs_shared.testing.parking import park
 
 
 def _free_port() -> int:
@@ -108,23 +110,15 @@ def test_up_serves_all_four_and_a_restart_keeps_data_and_admin(tmp_path: Path) -
 
 
 def test_up_takes_in_what_an_operator_put_back(tmp_path: Path) -> None:
-    # A message the audit log parked (written as the in-process bus writes it), put back
-    # with `icrs parked replay` while `icrs up` runs: it lands in the log.
+    # A message the audit log parked in an earlier run, put back with `icrs parked
+    # replay` while `icrs up` runs: it lands in the log.
     data_dir = tmp_path / "var"
     erased = Envelope(
         source="/icrs/intake",
         type="icrs.case.erased",
         data=CaseErased(case_id=uuid.uuid4(), organization_id=uuid.uuid4()).model_dump(mode="json"),
     )
-    line = {
-        "consumer": AUDIT_LOG,
-        "reason": "delivery_limit",
-        "deliveries": 6,
-        "parked_at": "2026-11-29T06:00:00+00:00",
-        "error_type": "OperationalError",
-        "event": json.loads(erased.to_json()),
-    }
-    parking.park(data_dir / "parked", "audit", line)
+    asyncio.run(park(data_dir / "parked", "audit", AUDIT_LOG, erased))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ICRS_")}
     env["ICRS_DATA_DIR"] = str(data_dir)
     command = [sys.executable, "-m", "icrs.cli", "parked", "replay", "audit", "--all"]

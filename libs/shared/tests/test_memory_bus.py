@@ -214,7 +214,7 @@ def test_lines_parked_while_others_are_put_back_are_not_lost(tmp_path: Path) -> 
 
     def parks(start: int) -> None:
         for n in range(start, start + 300):
-            parking.park(tmp_path, "intake", line(n))
+            parking.park_line(tmp_path, "intake", line(n))
 
     threads = [threading.Thread(target=parks, args=(k * 1000,)) for k in range(3)]
     for t in threads:

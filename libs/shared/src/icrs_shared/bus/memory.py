@@ -196,7 +196,7 @@ class InProcessBus:
                             extra={"consumer": f"{service}.{consumer.sub.consumer}"},
                             exc_info=exc,
                         )
-                        parking.park(directory, service, line)
+                        parking.park_line(directory, service, line)
                         done += 1
                         continue
                     # Its record goes; one failing again is parked with a new one.
@@ -315,12 +315,4 @@ class InProcessBus:
             },
         )
         if self.parking_dir is not None:
-            line = {
-                "consumer": sub.consumer,
-                "reason": parked.reason,
-                "deliveries": d.count,
-                "parked_at": parked.parked_at.isoformat() if parked.parked_at else None,
-                "error_type": error,
-                "event": json.loads(parked.body),
-            }
-            parking.park(self.parking_dir, sub.service, line)
+            parking.park(self.parking_dir, sub.service, parked)

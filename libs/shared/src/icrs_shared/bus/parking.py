@@ -70,8 +70,14 @@ def _rewrite(path: Path, lines: Collection[Line]) -> None:
     spare.replace(path)
 
 
-def park(directory: Path, service: str, line: Line) -> None:
+def park(directory: Path, service: str, record: Parked) -> None:
     """Append a parked message's line to the service's file."""
+    with locked(directory):
+        _append(directory / f"{service}{_PARKED}", [as_line(record)])
+
+
+def park_line(directory: Path, service: str, line: Line) -> None:
+    """Append a line as it was read (a message put back that is parked again as it was)."""
     with locked(directory):
         _append(directory / f"{service}{_PARKED}", [line])
 
@@ -133,6 +139,17 @@ def done_replaying(directory: Path, service: str, left: Collection[Line]) -> Non
     """The platform handled the service's taken-in lines but `left`: keep only those."""
     with locked(directory):
         _rewrite(directory / f"{service}{_REPLAYING}", left)
+
+
+def as_line(record: Parked) -> Line:
+    return {
+        "consumer": record.consumer,
+        "reason": record.reason,
+        "deliveries": record.deliveries,
+        "parked_at": record.parked_at.isoformat() if record.parked_at else None,
+        "error_type": record.extra.get("error_type"),
+        "event": json.loads(record.body),
+    }
 
 
 def as_parked(line: Line) -> Parked:
