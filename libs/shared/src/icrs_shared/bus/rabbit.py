@@ -506,11 +506,15 @@ class RabbitBus:
         return self.delivery_limit
 
     async def delete_topology(self, services: Sequence[str] | None = None) -> None:
-        """Remove this bus's queues and exchanges (tests, with a namespace)."""
+        """Remove this bus's queues and exchanges (tests, with a namespace). Its consumers
+        stop first: a consumer's channel that its queue's deletion closed would otherwise
+        be reopened, and the queue declared again, by the robust connection."""
         if self._conn is None:
             return
         if services is None:
             services = sorted({s.service for s in self._declared.values()})
+        for service in sorted({s.service for s in self._subs}):
+            await self.unsubscribe(service)
         async with self._conn.channel() as channel:
             for sub in self._declared.values():
                 await channel.queue_delete(self.queue_name(sub.service, sub.consumer))
