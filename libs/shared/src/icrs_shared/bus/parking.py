@@ -72,12 +72,11 @@ def _rewrite(path: Path, lines: Collection[Line]) -> None:
 
 def park(directory: Path, service: str, record: Parked) -> None:
     """Append a parked message's line to the service's file."""
-    with locked(directory):
-        _append(directory / f"{service}{_PARKED}", [as_line(record)])
+    park_line(directory, service, as_line(record))
 
 
 def park_line(directory: Path, service: str, line: Line) -> None:
-    """Append a line as it was read (a message put back that is parked again as it was)."""
+    """Append a line to the service's file as it is (also one read back from a file)."""
     with locked(directory):
         _append(directory / f"{service}{_PARKED}", [line])
 
