@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from icrs.cli import main
 from icrs.processes import delete_namespace
 from icrs_shared.bus import RabbitBus, parking
 from icrs_shared.db import Database
@@ -179,20 +180,28 @@ async def test_parked_lists_and_puts_back_what_a_service_gave_up_on(
 
 def test_parked_needs_the_broker_it_is_given() -> None:
     away = clean_env(ICRS_AMQP_URL="amqp://guest:guest@127.0.0.1:1/")
-    for command in (["list"], ["replay", "audit", "--all"]):
-        result = icrs("parked", *command, env=away)
-        assert result.returncode == 2
-        assert "did not answer" in result.stderr
+    result = icrs("parked", "replay", "audit", "--all", env=away)
+    assert result.returncode == 2
+    assert "did not answer" in result.stderr
 
 
-def test_parked_in_the_one_process_default_are_its_files(tmp_path: Path) -> None:
-    env = clean_env(ICRS_DATA_DIR=str(tmp_path))
+def test_parked_in_the_one_process_default_are_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for var in [v for v in os.environ if v.startswith(("ICRS_", "OTEL_"))]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("ICRS_DATA_DIR", str(tmp_path))
     assessed = Envelope(source="/icrs/intake", type="icrs.needs.assessed", subject="n-1")
     asyncio.run(park(tmp_path / "parked", "referral", "routing", assessed))
 
-    listed = icrs("parked", "list", env=env)
-    assert listed.returncode == 0, listed.stderr
-    [row] = listed.stdout.splitlines()
+    def parked(*args: str) -> tuple[int, str, str]:
+        code = main(["parked", *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, listed, _ = parked("list")
+    assert code == 0
+    [row] = listed.splitlines()
     assert row.split("\t")[:6] == [
         "referral",
         "routing",
@@ -201,19 +210,15 @@ def test_parked_in_the_one_process_default_are_its_files(tmp_path: Path) -> None
         "delivery_limit",
         "1",
     ]
-    unknown = icrs("parked", "replay", "referral", "--event", str(uuid.uuid4()), env=env)
-    assert unknown.returncode == 1
-    assert "not put back" in unknown.stderr
-    back = icrs("parked", "replay", "referral", "--event", str(assessed.id), env=env)
-    assert back.returncode == 0, back.stderr
-    assert back.stdout.startswith(
-        f"put back: referral\trouting\ticrs.needs.assessed\t{assessed.id}"
-    )
+    code, _, said = parked("replay", "referral", "--event", str(uuid.uuid4()))
+    assert code == 1
+    assert "not put back" in said
+    code, back, said = parked("replay", "referral", "--event", str(assessed.id))
+    assert code == 0, said
+    assert back.startswith(f"put back: referral\trouting\ticrs.needs.assessed\t{assessed.id}")
     # Waiting for the platform to take it in: listed as put back, no longer as parked.
-    listed = icrs("parked", "list", "referral", env=env)
-    assert [row.split("\t")[3:5] for row in listed.stdout.splitlines()] == [
-        [str(assessed.id), "put_back"]
-    ]
+    code, listed, _ = parked("list", "referral")
+    assert [row.split("\t")[3:5] for row in listed.splitlines()] == [[str(assessed.id), "put_back"]]
     assert parking.parked(tmp_path / "parked", "referral") == []
 
 

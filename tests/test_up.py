@@ -74,7 +74,9 @@ def admin_clients(data_dir: Path) -> list[tuple[str, str | None]]:
     return [(str(a), b) for a, b in rows]
 
 
-def test_up_serves_all_four_and_a_restart_keeps_data_and_admin(tmp_path: Path) -> None:
+def test_up_serves_all_four_a_restart_keeps_data_and_admin_and_takes_in_what_was_put_back(
+    tmp_path: Path,
+) -> None:
     data_dir = tmp_path / "var"
     port = _free_port()
     with running_platform(data_dir, port) as proc:
@@ -103,16 +105,8 @@ def test_up_serves_all_four_and_a_restart_keeps_data_and_admin(tmp_path: Path) -
     first_clients = admin_clients(data_dir)
     assert first_clients == [(creds["client_id"], None)]
 
-    with running_platform(data_dir, port):
-        assert wait_ready(port)["status"] == "ok"
-    assert json.loads(admin_file.read_text()) == creds
-    assert admin_clients(data_dir) == first_clients
-
-
-def test_up_takes_in_what_an_operator_put_back(tmp_path: Path) -> None:
-    # A message the audit log parked in an earlier run, put back with `icrs parked
-    # replay` while `icrs up` runs: it lands in the log.
-    data_dir = tmp_path / "var"
+    # A message the audit log parked in the first run, put back with `icrs parked replay`
+    # while the second runs: it lands in the log.
     erased = Envelope(
         source="/icrs/intake",
         type="icrs.case.erased",
@@ -122,7 +116,6 @@ def test_up_takes_in_what_an_operator_put_back(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ICRS_")}
     env["ICRS_DATA_DIR"] = str(data_dir)
     command = [sys.executable, "-m", "icrs.cli", "parked", "replay", "audit", "--all"]
-    port = _free_port()
 
     def logged() -> list[str]:
         with sqlite3.connect(data_dir / "audit.db") as conn:
@@ -130,7 +123,7 @@ def test_up_takes_in_what_an_operator_put_back(tmp_path: Path) -> None:
         return [str(uuid.UUID(str(r[0]))) for r in rows]
 
     with running_platform(data_dir, port):
-        wait_ready(port)
+        assert wait_ready(port)["status"] == "ok"
         assert str(erased.id) not in logged()
         replay = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert replay.returncode == 0, replay.stderr
@@ -138,5 +131,7 @@ def test_up_takes_in_what_an_operator_put_back(tmp_path: Path) -> None:
         while str(erased.id) not in logged() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert logged().count(str(erased.id)) == 1
+    assert json.loads(admin_file.read_text()) == creds
+    assert admin_clients(data_dir) == first_clients
     assert parking.parked(data_dir / "parked", "audit") == []
     assert parking.waiting(data_dir / "parked", "audit") == []
